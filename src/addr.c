@@ -1,0 +1,99 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+
+/* Parse ip into family/bytes; IPv4-mapped IPv6 counts as IPv4. */
+static int
+addr_parse(const char *ip, int *family, unsigned char bytes[16])
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(bytes, 0, 16);
+	if (inet_pton(AF_INET, ip, bytes) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, bytes) == 1) {
+		if (memcmp(bytes, mapped, sizeof(mapped)) == 0) {
+			memmove(bytes, bytes + 12, 4);
+			memset(bytes + 4, 0, 12);
+			*family = AF_INET;
+		} else
+			*family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+enum kg_err
+addr_list_parse(const char *spec, struct addr_list *out)
+{
+	char item[64];
+	const char *p = spec;
+
+	memset(out, 0, sizeof(*out));
+	while (*p != '\0') {
+		size_t w;
+		char *slash, *end;
+		struct addr_net *net;
+		long prefix;
+
+		p += strspn(p, " ,\t");
+		w = strcspn(p, " ,\t");
+		if (w == 0)
+			break;
+		if (w >= sizeof(item) || out->n >= ADDR_LIST_MAX)
+			return KG_ECONFIG;
+		memcpy(item, p, w);
+		item[w] = '\0';
+		p += w;
+		net = &out->nets[out->n];
+		slash = strchr(item, '/');
+		if (slash != NULL)
+			*slash = '\0';
+		if (addr_parse(item, &net->family, net->bytes) != 0)
+			return KG_ECONFIG;
+		net->prefix = net->family == AF_INET ? 32 : 128;
+		if (slash != NULL) {
+			prefix = strtol(slash + 1, &end, 10);
+			if (slash[1] == '\0' || *end != '\0' || prefix < 0 || prefix > (long)net->prefix)
+				return KG_ECONFIG;
+			net->prefix = (unsigned)prefix;
+		}
+		out->n++;
+	}
+	return KG_OK;
+}
+
+static int
+addr_net_contains(const struct addr_net *net, int family, const unsigned char bytes[16])
+{
+	unsigned full = net->prefix / 8, rest = net->prefix % 8;
+
+	if (net->family != family)
+		return 0;
+	if (memcmp(net->bytes, bytes, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((net->bytes[full] ^ bytes[full]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+int
+addr_list_match(const struct addr_list *l, const char *ip)
+{
+	unsigned char bytes[16];
+	int family;
+	unsigned i;
+
+	if (ip == NULL || addr_parse(ip, &family, bytes) != 0)
+		return 0;
+	for (i = 0; i < l->n; i++)
+		if (addr_net_contains(&l->nets[i], family, bytes))
+			return 1;
+	return 0;
+}

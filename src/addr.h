@@ -1,0 +1,28 @@
+/*
+ * addr: client addresses and CIDR lists (status_allow, trusted proxies).
+ */
+#ifndef ADDR_H
+#define ADDR_H
+
+#include "kg.h"
+
+#define ADDR_LIST_MAX 64
+
+struct addr_net {
+	int family;               /* AF_INET or AF_INET6 */
+	unsigned char bytes[16];
+	unsigned prefix;
+};
+
+struct addr_list {
+	struct addr_net nets[ADDR_LIST_MAX];
+	unsigned n;
+};
+
+/* Parse a space- or comma-separated list of addresses/CIDRs. KG_ECONFIG on error. */
+enum kg_err addr_list_parse(const char *spec, struct addr_list *out) KG_MUSTCHECK;
+
+/* 1 when the textual address ip lies in one of the networks of l, else 0. */
+int addr_list_match(const struct addr_list *l, const char *ip);
+
+#endif

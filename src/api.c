@@ -1,0 +1,378 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "api.h"
+#include "auth.h"
+#include "conf.h"
+#include "db.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "password.h"
+#include "scoreboard.h"
+
+#define API_UA_MAX 255
+
+static struct addr_list api_status_allow;
+
+enum kg_err
+api_configure(const struct conf *c)
+{
+	return addr_list_parse(c->status_allow, &api_status_allow);
+}
+
+#define NFIELDS(f) (sizeof(f) / sizeof((f)[0]))
+
+/* Parse the body against fields; on failure resp carries the field problems. */
+static enum kg_err
+api_body(const struct request *req, struct response *resp, const struct json_field *fields,
+    size_t n, struct json_value *vals)
+{
+	return json_parse_fields(req->body, req->body_len, fields, n, vals, &resp->fields);
+}
+
+static void
+api_field_error(struct response *resp, const char *field, const char *reason)
+{
+	if (resp->fields == NULL)
+		resp->fields = json_obj_new();
+	json_set_str(resp->fields, field, reason);
+}
+
+/*
+ * The token a request presents, verified. Not presenting one is KG_ETOKEN
+ * too; resp remembers whether one was presented for WWW-Authenticate.
+ */
+static enum kg_err
+api_authenticate(const struct request *req, struct response *resp, const char *body_key,
+    const char *body_secret, struct auth_session *s)
+{
+	struct token t;
+	int presented = 0;
+	enum kg_err err;
+
+	err = auth_credentials(req, body_key, body_secret, &t, &presented);
+	resp->token_presented = presented;
+	if (err == KG_OK && !presented)
+		err = KG_ETOKEN;
+	if (err == KG_OK)
+		err = auth_verify(&t, s);
+	token_wipe(&t);
+	return err;
+}
+
+static void
+api_set_scopes(struct json_obj *o, const struct auth_session *s)
+{
+	const char *v[AUTH_MAX_SCOPES];
+	size_t i;
+
+	for (i = 0; i < s->nscopes; i++)
+		v[i] = s->scopes[i];
+	json_set_strv(o, "scopes", v, s->nscopes);
+}
+
+/* A User-Agent fit for a text column: printable ASCII, bounded. */
+static void
+api_clean_ua(const char *ua, char *out, size_t outsz)
+{
+	size_t i;
+
+	for (i = 0; ua != NULL && ua[i] != '\0' && i + 1 < outsz && i < API_UA_MAX; i++)
+		out[i] = (ua[i] >= 0x20 && ua[i] < 0x7f) ? ua[i] : '?';
+	out[i] = '\0';
+}
+
+static struct json_obj *
+api_ok(struct response *resp, int status)
+{
+	resp->status = status;
+	resp->json = json_obj_new();
+	json_set_bool(resp->json, "success", 1);
+	return resp->json;
+}
+
+enum kg_err
+api_health(struct request *req, struct response *resp)
+{
+	enum kg_err err = db_ping();
+
+	if (err != KG_OK)
+		return err;
+	json_set_str(api_ok(resp, 200), "status", "ok");
+	return KG_OK;
+}
+
+enum kg_err
+api_status(struct request *req, struct response *resp)
+{
+	if (!addr_list_match(&api_status_allow, req->remote_addr))
+		return KG_EFORBIDDEN;
+	scoreboard_report(api_ok(resp, 200));
+	return KG_OK;
+}
+
+enum kg_err
+api_join(struct request *req, struct response *resp)
+{
+	static const struct json_field fields[] = {
+		{ "username", JF_STRING, 256, 1 },
+		{ "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+		{ "email", JF_STRING, 254, 0 },
+	};
+	struct json_value v[NFIELDS(fields)];
+	struct auth_field_error fe = { NULL, NULL };
+	long long user_id = 0;
+	enum kg_err err;
+
+	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+		return err;
+	err = auth_register(v[0].str, v[2].present ? v[2].str : NULL, v[1].str, v[1].len,
+	    &user_id, &fe);
+	if (err == KG_EINPUT && fe.field != NULL)
+		api_field_error(resp, fe.field, fe.reason);
+	if (err == KG_OK)
+		json_set_int(api_ok(resp, 201), "user_id", user_id);
+	json_values_free(v, NFIELDS(fields));
+	return err;
+}
+
+/* POST /login with key+secret: the original client's "am I still logged in?" */
+static enum kg_err
+api_login_token(struct request *req, struct response *resp, const char *key, const char *secret)
+{
+	struct auth_session s;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, key, secret, &s)) != KG_OK)
+		return err;
+	json_set_int(api_ok(resp, 200), "user_id", s.user_id);
+	api_set_scopes(resp->json, &s);
+	return KG_OK;
+}
+
+enum kg_err
+api_login(struct request *req, struct response *resp)
+{
+	static const struct json_field fields[] = {
+		{ "username", JF_STRING, 256, 0 },
+		{ "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
+		{ "remember", JF_BOOL, 0, 0 },
+		{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
+		{ "key", JF_STRING, 256, 0 },
+		{ "secret", JF_STRING, 256, 0 },
+	};
+	struct json_value v[NFIELDS(fields)];
+	struct auth_issued issued;
+	char ua[API_UA_MAX + 1];
+	char token[TOKEN_LEN + 1];
+	struct json_obj *o;
+	enum kg_err err;
+
+	memset(&issued, 0, sizeof(issued));
+	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+		return err;
+	if (!v[0].present && !v[1].present) {
+		if (v[4].present || v[5].present || req->authorization != NULL ||
+		    req->hdr_key != NULL || req->hdr_secret != NULL) {
+			err = api_login_token(req, resp, v[4].str, v[5].str);
+			goto out;
+		}
+	}
+	/*
+	 * A username/password login: token headers a client still sends from an
+	 * earlier session are not a second credential here, and are ignored.
+	 */
+	err = KG_EINPUT;
+	if (!v[0].present)
+		api_field_error(resp, "username", "required");
+	if (!v[1].present)
+		api_field_error(resp, "password", "required");
+	if (v[4].present || v[5].present)
+		api_field_error(resp, v[4].present ? "key" : "secret", "not_with_password");
+	if (v[3].present &&
+	    !auth_scopes_valid((const char *const *)v[3].strv, v[3].n))
+		api_field_error(resp, "scopes", "invalid");
+	if (resp->fields != NULL)
+		goto out;
+	api_clean_ua(req->user_agent, ua, sizeof(ua));
+	err = auth_login(v[0].str, v[1].str, v[1].len, v[2].boolean,
+	    (const char *const *)v[3].strv, v[3].n, req->remote_addr, ua, &issued);
+	if (err == KG_EINPUT)
+		api_field_error(resp, "password", "too_long");
+	if (err != KG_OK)
+		goto out;
+	token_format(&issued.token, token, sizeof(token));
+	o = api_ok(resp, 200);
+	json_set_int(o, "user_id", issued.user_id);
+	json_set_str(o, "key", issued.token.key);
+	json_set_str(o, "secret", issued.token.secret);
+	json_set_str(o, "token", token);
+	json_set_str(o, "expires_at", issued.expires_at);
+	json_set_int(o, "idle_timeout", issued.idle_timeout);
+	if (v[3].present)
+		json_set_strv(o, "scopes", (const char *const *)v[3].strv, v[3].n);
+	else {
+		static const char *const all[] = { "*" };
+		json_set_strv(o, "scopes", all, 1);
+	}
+	crypto_wipe(token, sizeof(token));
+out:
+	auth_issued_wipe(&issued);
+	json_values_free(v, NFIELDS(fields));
+	return err;
+}
+
+enum kg_err
+api_logout(struct request *req, struct response *resp)
+{
+	static const struct json_field fields[] = {
+		{ "key", JF_STRING, 256, 0 },
+		{ "secret", JF_STRING, 256, 0 },
+		{ "all", JF_BOOL, 0, 0 },
+	};
+	struct json_value v[NFIELDS(fields)];
+	struct auth_session s;
+	long removed = 0;
+	enum kg_err err;
+
+	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+		return err;
+	err = api_authenticate(req, resp, v[0].str, v[1].str, &s);
+	if (err == KG_ETOKEN) {
+		/* The original client reads key_removed on failure too. */
+		resp->json = json_obj_new();
+		json_set_bool(resp->json, "key_removed", 0);
+	}
+	if (err == KG_OK)
+		err = auth_logout(&s, v[2].boolean, &removed);
+	if (err == KG_OK) {
+		if (v[2].boolean)
+			json_set_int(api_ok(resp, 200), "keys_removed", removed);
+		else
+			json_set_bool(api_ok(resp, 200), "key_removed", removed == 1);
+	}
+	json_values_free(v, NFIELDS(fields));
+	return err;
+}
+
+enum kg_err
+api_me(struct request *req, struct response *resp)
+{
+	struct auth_session s;
+	struct db_user u;
+	struct json_obj *o;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = db_user_by_id(s.user_id, &u)) != KG_OK)
+		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
+	o = api_ok(resp, 200);
+	json_set_int(o, "user_id", u.id);
+	json_set_str(o, "username", u.username);
+	json_set_str(o, "email", u.has_email ? u.email : NULL);
+	json_set_str(o, "created_at", u.created_at);
+	api_set_scopes(o, &s);
+	return KG_OK;
+}
+
+/* Scopes column text "{a,b}" as a JSON array. */
+static void
+api_set_scopes_text(struct json_obj *o, const char *text)
+{
+	struct auth_session tmp;
+
+	auth_scopes_from_text(text, &tmp);
+	api_set_scopes(o, &tmp);
+}
+
+enum kg_err
+api_sessions(struct request *req, struct response *resp)
+{
+	struct auth_session s;
+	struct db_session *rows = NULL;
+	struct json_obj *arr;
+	size_t i, n = 0;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = db_token_list(s.user_id, &rows, &n)) != KG_OK)
+		return err;
+	arr = json_arr_new();
+	for (i = 0; i < n; i++) {
+		struct json_obj *o = json_obj_new();
+		json_set_str(o, "key", rows[i].key);
+		json_set_str(o, "created_at", rows[i].created_at);
+		json_set_str(o, "last_used_at", rows[i].last_used_at);
+		json_set_str(o, "expires_at", rows[i].expires_at);
+		json_set_str(o, "ip", rows[i].ip[0] != '\0' ? rows[i].ip : NULL);
+		json_set_str(o, "user_agent", rows[i].user_agent[0] != '\0' ? rows[i].user_agent : NULL);
+		json_set_bool(o, "current", strcmp(rows[i].key, s.key) == 0);
+		api_set_scopes_text(o, rows[i].scopes);
+		json_set_obj(arr, NULL, o);
+	}
+	json_set_obj(api_ok(resp, 200), "sessions", arr);
+	free(rows);
+	return KG_OK;
+}
+
+enum kg_err
+api_session_delete(struct request *req, struct response *resp)
+{
+	struct auth_session s;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = auth_revoke(s.user_id, req->path_param)) != KG_OK)
+		return err;
+	json_set_bool(api_ok(resp, 200), "key_removed", 1);
+	return KG_OK;
+}
+
+enum kg_err
+api_password(struct request *req, struct response *resp)
+{
+	static const struct json_field fields[] = {
+		{ "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+		{ "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	};
+	struct json_value v[NFIELDS(fields)];
+	struct auth_field_error fe = { NULL, NULL };
+	struct auth_session s;
+	long revoked = 0;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+		return err;
+	err = auth_change_password(s.user_id, v[0].str, v[0].len, v[1].str, v[1].len, s.key,
+	    &revoked, &fe);
+	if (err == KG_EINPUT && fe.field != NULL)
+		api_field_error(resp, fe.field, fe.reason);
+	if (err == KG_OK)
+		json_set_int(api_ok(resp, 200), "keys_removed", revoked);
+	json_values_free(v, NFIELDS(fields));
+	return err;
+}
+
+enum kg_err
+api_auth(struct request *req, struct response *resp)
+{
+	struct auth_session s;
+	struct json_obj *o;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	o = api_ok(resp, 200);
+	json_set_int(o, "user_id", s.user_id);
+	json_set_str(o, "username", s.username);
+	api_set_scopes(o, &s);
+	return KG_OK;
+}

@@ -1,0 +1,396 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "conf.h"
+#include "crypto.h"
+#include "http.h"
+#include "log.h"
+#include "password.h"
+
+static struct {
+	int touch_interval;
+	int max_tokens;
+	int idle, lifetime;
+	int remember_idle, remember_lifetime;
+} auth_conf = { 60, 10, 1800, 43200, 604800, 2592000 };
+
+void
+auth_configure(const struct conf *c)
+{
+	auth_conf.touch_interval = c->touch_interval;
+	auth_conf.max_tokens = c->max_tokens_per_user;
+	auth_conf.idle = c->token_idle_timeout;
+	auth_conf.lifetime = c->token_lifetime;
+	auth_conf.remember_idle = c->remember_idle_timeout;
+	auth_conf.remember_lifetime = c->remember_lifetime;
+}
+
+static int
+auth_chars_ok(const char *s, const char *extra)
+{
+	for (; *s != '\0'; s++) {
+		char c = *s;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    strchr(extra, c) != NULL))
+			return 0;
+	}
+	return 1;
+}
+
+int
+auth_username_valid(const char *name)
+{
+	size_t n = name == NULL ? 0 : strlen(name);
+
+	return n >= 3 && n <= 64 && auth_chars_ok(name, "_.-");
+}
+
+int
+auth_email_valid(const char *email)
+{
+	const char *at;
+	size_t n = email == NULL ? 0 : strlen(email);
+
+	if (n == 0 || n > 254)
+		return 0;
+	at = strchr(email, '@');
+	if (at == NULL || at == email || at[1] == '\0' || strchr(at + 1, '@') != NULL)
+		return 0;
+	/* No whitespace or control characters anywhere in an address. */
+	for (const char *p = email; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+auth_scopes_valid(const char *const *scopes, size_t n)
+{
+	size_t i, len;
+
+	if (n == 0 || n > AUTH_MAX_SCOPES)
+		return 0;
+	for (i = 0; i < n; i++) {
+		len = strlen(scopes[i]);
+		if (len == 0 || len > AUTH_SCOPE_MAX || !auth_chars_ok(scopes[i], ":._*-"))
+			return 0;
+	}
+	return 1;
+}
+
+enum kg_err
+auth_credentials(const struct request *req, const char *body_key, const char *body_secret,
+    struct token *t, int *presented)
+{
+	const char *bearer = NULL;
+	int ways = 0;
+
+	*presented = 0;
+	if (req->authorization != NULL) {
+		if (http_bearer(req->authorization, &bearer) != KG_OK)
+			return KG_EINPUT;
+		ways++;
+	}
+	if (req->hdr_key != NULL || req->hdr_secret != NULL) {
+		if (req->hdr_key == NULL || req->hdr_secret == NULL)
+			return KG_EINPUT;
+		ways++;
+	}
+	if (body_key != NULL || body_secret != NULL) {
+		if (body_key == NULL || body_secret == NULL)
+			return KG_EINPUT;
+		ways++;
+	}
+	if (ways == 0)
+		return KG_OK;
+	if (ways > 1)
+		return KG_EINPUT;
+	*presented = 1;
+	if (bearer != NULL)
+		return token_parse(bearer, t);
+	if (req->hdr_key != NULL)
+		return token_from_parts(req->hdr_key, req->hdr_secret, t);
+	return token_from_parts(body_key, body_secret, t);
+}
+
+/* "{a,b}" from PostgreSQL into s->scopes; elements never need quoting (validated). */
+void
+auth_scopes_from_text(const char *text, struct auth_session *s)
+{
+	const char *p = text;
+
+	s->nscopes = 0;
+	if (*p == '{')
+		p++;
+	while (*p != '\0' && *p != '}' && s->nscopes < AUTH_MAX_SCOPES) {
+		size_t w = strcspn(p, ",}");
+		if (w > 0 && w <= AUTH_SCOPE_MAX) {
+			memcpy(s->scopes[s->nscopes], p, w);
+			s->scopes[s->nscopes][w] = '\0';
+			s->nscopes++;
+		}
+		p += w;
+		if (*p == ',')
+			p++;
+	}
+}
+
+enum kg_err
+auth_verify(const struct token *t, struct auth_session *s)
+{
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	struct db_token row;
+	enum kg_err err;
+
+	memset(s, 0, sizeof(*s));
+	err = db_token_lookup(t->key, auth_conf.touch_interval, &row);
+	if (err == KG_ENOTFOUND)
+		return KG_ETOKEN;
+	if (err != KG_OK)
+		return err;
+	token_digest(t, digest);
+	if (!crypto_equal(digest, row.digest, sizeof(digest)))
+		return KG_ETOKEN;
+	s->user_id = row.user_id;
+	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
+	(void)snprintf(s->key, sizeof(s->key), "%s", t->key);
+	auth_scopes_from_text(row.scopes, s);
+	/* last_used_at is written at most once per touch_interval: the hot path stays a read. */
+	if (row.needs_touch && db_token_touch(t->key, auth_conf.touch_interval) != KG_OK)
+		log_warnx("could not record token use");
+	return KG_OK;
+}
+
+/* Normalise and check a new password; fe names field on a policy failure. */
+static enum kg_err
+auth_new_password(const char *field, const char *username, const char *pw, size_t pwlen,
+    char *hash, size_t hashsz, struct auth_field_error *fe)
+{
+	char *norm = NULL;
+	size_t normlen = 0;
+	const char *why;
+	enum kg_err err;
+
+	if (pwlen > PASSWORD_MAX_BYTES) {
+		fe->field = field;
+		fe->reason = "too_long";
+		return KG_EINPUT;
+	}
+	if ((err = password_normalize(pw, pwlen, &norm, &normlen)) != KG_OK) {
+		if (err == KG_EINPUT) {
+			fe->field = field;
+			fe->reason = "invalid";
+		}
+		goto out;
+	}
+	if ((why = password_check_policy(norm, normlen, username)) != NULL) {
+		fe->field = field;
+		fe->reason = why;
+		err = KG_EINPUT;
+		goto out;
+	}
+	err = password_hash(norm, normlen, hash, hashsz);
+out:
+	crypto_free_secret(norm);
+	return err;
+}
+
+enum kg_err
+auth_register(const char *username, const char *email, const char *password, size_t pwlen,
+    long long *user_id, struct auth_field_error *fe)
+{
+	char hash[PASSWORD_HASH_MAX];
+	enum kg_err err;
+
+	fe->field = NULL;
+	fe->reason = NULL;
+	if (!auth_username_valid(username)) {
+		fe->field = "username";
+		fe->reason = "invalid";
+		return KG_EINPUT;
+	}
+	if (email != NULL && !auth_email_valid(email)) {
+		fe->field = "email";
+		fe->reason = "invalid";
+		return KG_EINPUT;
+	}
+	err = auth_new_password("password", username, password, pwlen, hash, sizeof(hash), fe);
+	if (err != KG_OK)
+		return err;
+	return db_user_insert(username, email, hash, user_id);
+}
+
+enum kg_err
+auth_check_password(const char *username, const char *password, size_t pwlen, struct db_user *u)
+{
+	char *norm = NULL;
+	size_t normlen = 0;
+	char newhash[PASSWORD_HASH_MAX];
+	enum kg_err err;
+
+	if (pwlen > PASSWORD_MAX_BYTES)
+		return KG_EINPUT;
+	if ((err = password_normalize(password, pwlen, &norm, &normlen)) != KG_OK)
+		goto out;
+	err = auth_username_valid(username) ? db_user_by_name(username, u) : KG_ENOTFOUND;
+	if (err == KG_ENOTFOUND) {
+		/* Same Argon2 cost as for a real user: timing says nothing about existence. */
+		err = password_verify_dummy(norm, normlen);
+		goto out;
+	}
+	if (err != KG_OK)
+		goto out;
+	err = password_verify(u->password_hash, norm, normlen);
+	if (err != KG_OK)
+		goto out;
+	if (u->disabled) {
+		err = KG_EAUTH;
+		goto out;
+	}
+	if (password_needs_rehash(u->password_hash) &&
+	    password_hash(norm, normlen, newhash, sizeof(newhash)) == KG_OK) {
+		if (db_user_rehash(u->id, u->password_hash, newhash) == KG_OK)
+			(void)snprintf(u->password_hash, sizeof(u->password_hash), "%s", newhash);
+		else
+			log_warnx("could not store the rehashed password of user %lld", u->id);
+	}
+out:
+	crypto_free_secret(norm);
+	if (err == KG_EAUTH || err == KG_ENOTFOUND)
+		err = KG_EAUTH;
+	return err;
+}
+
+/* Scopes as a PostgreSQL array literal; elements are validated, so no quoting. */
+static enum kg_err
+auth_scopes_literal(const char *const *scopes, size_t n, char *buf, size_t bufsz)
+{
+	size_t i, used = 0;
+	int w;
+
+	w = snprintf(buf, bufsz, "{");
+	if (w < 0 || (size_t)w >= bufsz)
+		return KG_ESYS;
+	used = (size_t)w;
+	for (i = 0; i < n; i++) {
+		w = snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "", scopes[i]);
+		if (w < 0 || (size_t)w >= bufsz - used)
+			return KG_ESYS;
+		used += (size_t)w;
+	}
+	w = snprintf(buf + used, bufsz - used, "}");
+	if (w < 0 || (size_t)w >= bufsz - used)
+		return KG_ESYS;
+	return KG_OK;
+}
+
+enum kg_err
+auth_login(const char *username, const char *password, size_t pwlen, int remember,
+    const char *const *scopes, size_t nscopes, const char *ip, const char *user_agent,
+    struct auth_issued *out)
+{
+	static const char *const all[] = { "*" };
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	char scopes_lit[DB_SCOPES_MAX];
+	struct db_token_new nt;
+	struct db_user u;
+	enum kg_err err;
+	int attempt, collided = 1;
+
+	memset(out, 0, sizeof(*out));
+	if ((err = auth_check_password(username, password, pwlen, &u)) != KG_OK)
+		return err;
+	if (nscopes == 0) {
+		scopes = all;
+		nscopes = 1;
+	}
+	if ((err = auth_scopes_literal(scopes, nscopes, scopes_lit, sizeof(scopes_lit))) != KG_OK)
+		return err;
+	memset(&nt, 0, sizeof(nt));
+	nt.user_id = u.id;
+	nt.scopes = scopes_lit;
+	nt.remember = remember;
+	nt.lifetime_s = remember ? auth_conf.remember_lifetime : auth_conf.lifetime;
+	nt.idle_s = remember ? auth_conf.remember_idle : auth_conf.idle;
+	nt.ip = ip;
+	nt.user_agent = user_agent;
+	/* 128 random bits make a collision all but impossible; the unique key still decides. */
+	for (attempt = 0; attempt < 3 && collided; attempt++) {
+		if ((err = token_generate(&out->token)) != KG_OK)
+			goto out;
+		token_digest(&out->token, digest);
+		nt.key = out->token.key;
+		nt.digest = digest;
+		if ((err = db_token_insert(&nt, &collided, out->expires_at)) != KG_OK)
+			goto out;
+	}
+	if (collided) {
+		err = KG_ESYS;
+		goto out;
+	}
+	if ((err = db_token_trim(u.id, auth_conf.max_tokens)) != KG_OK)
+		goto out;
+	out->user_id = u.id;
+	out->idle_timeout = nt.idle_s;
+out:
+	if (err != KG_OK)
+		auth_issued_wipe(out);
+	return err;
+}
+
+void
+auth_issued_wipe(struct auth_issued *i)
+{
+	token_wipe(&i->token);
+	crypto_wipe(i, sizeof(*i));
+}
+
+enum kg_err
+auth_logout(const struct auth_session *s, int all, long *removed)
+{
+	*removed = 0;
+	if (all)
+		return db_token_delete_all(s->user_id, NULL, removed);
+	return db_token_delete(s->user_id, s->key, removed);
+}
+
+enum kg_err
+auth_revoke(long long user_id, const char *key)
+{
+	long removed = 0;
+	enum kg_err err;
+
+	if (!token_key_valid(key))
+		return KG_ENOTFOUND;
+	if ((err = db_token_delete(user_id, key, &removed)) != KG_OK)
+		return err;
+	return removed == 1 ? KG_OK : KG_ENOTFOUND;
+}
+
+enum kg_err
+auth_change_password(long long user_id, const char *current, size_t curlen, const char *newpw,
+    size_t newlen, const char *keep_key, long *revoked, struct auth_field_error *fe)
+{
+	char hash[PASSWORD_HASH_MAX];
+	struct db_user u;
+	enum kg_err err;
+
+	*revoked = 0;
+	fe->field = NULL;
+	fe->reason = NULL;
+	if (curlen > PASSWORD_MAX_BYTES) {
+		fe->field = "current_password";
+		fe->reason = "too_long";
+		return KG_EINPUT;
+	}
+	if ((err = db_user_by_id(user_id, &u)) != KG_OK)
+		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
+	if ((err = auth_check_password(u.username, current, curlen, &u)) != KG_OK)
+		return err;
+	err = auth_new_password("new_password", u.username, newpw, newlen, hash, sizeof(hash), fe);
+	if (err != KG_OK)
+		return err;
+	return db_user_set_password(user_id, hash, keep_key, revoked);
+}

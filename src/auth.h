@@ -1,0 +1,98 @@
+/*
+ * auth: the rules. Registration, login, token verification, logout,
+ * sessions and password changes. Used by the API handlers and the CLI.
+ */
+#ifndef AUTH_H
+#define AUTH_H
+
+#include <stddef.h>
+
+#include "db.h"
+#include "kg.h"
+#include "token.h"
+
+struct conf;
+struct request;
+
+#define AUTH_MAX_SCOPES 16
+#define AUTH_SCOPE_MAX 64
+
+/* A verified token: who is calling and with what scopes. */
+struct auth_session {
+	long long user_id;
+	char username[DB_NAME_MAX];
+	char key[TOKEN_KEY_LEN + 1];
+	char scopes[AUTH_MAX_SCOPES][AUTH_SCOPE_MAX + 1];
+	size_t nscopes;
+};
+
+/* A freshly issued token (holds a secret: auth_issued_wipe when done). */
+struct auth_issued {
+	long long user_id;
+	struct token token;
+	char expires_at[DB_TS_LEN];
+	int idle_timeout;
+};
+
+/* Where a failed check went wrong, for the 400 "fields" map. */
+struct auth_field_error {
+	const char *field;   /* NULL when none */
+	const char *reason;
+};
+
+/* Use these settings for everything that follows (start-up and reload). */
+void auth_configure(const struct conf *c);
+
+/* 1 when name is 3..64 chars of A-Z a-z 0-9 _ . - */
+int auth_username_valid(const char *name);
+/* 1 when email is at most 254 bytes with one '@' between non-empty parts. */
+int auth_email_valid(const char *email);
+/* 1 when each scope is 1..64 of A-Z a-z 0-9 : . _ * - and there are 1..16. */
+int auth_scopes_valid(const char *const *scopes, size_t n);
+
+/*
+ * Find the credential a request presents: Authorization: Bearer, Key:+Secret:
+ * headers, or (when body_key/body_secret are given) the JSON body.
+ * *presented = 0 and KG_OK when there is none. KG_EINPUT when more than one
+ * way is used or a header is malformed; KG_ETOKEN when it cannot be a token.
+ */
+enum kg_err auth_credentials(const struct request *req, const char *body_key,
+    const char *body_secret, struct token *t, int *presented) KG_MUSTCHECK;
+
+/* Fill s->scopes from PostgreSQL's text form of a text[] ("{a,b}"). */
+void auth_scopes_from_text(const char *text, struct auth_session *s);
+
+/* Verify a token against the database. KG_ETOKEN when not live. */
+enum kg_err auth_verify(const struct token *t, struct auth_session *s) KG_MUSTCHECK;
+
+/* Register a user. KG_EINPUT with fe set; KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN. */
+enum kg_err auth_register(const char *username, const char *email, const char *password,
+    size_t pwlen, long long *user_id, struct auth_field_error *fe) KG_MUSTCHECK;
+
+/*
+ * Check username and password; the same cost and the same KG_EAUTH whether
+ * the user is unknown, disabled or the password is wrong. Rehashes on
+ * success when the parameters changed.
+ */
+enum kg_err auth_check_password(const char *username, const char *password, size_t pwlen,
+    struct db_user *u) KG_MUSTCHECK;
+
+/* Log in: check the password, then issue a token for that user. */
+enum kg_err auth_login(const char *username, const char *password, size_t pwlen, int remember,
+    const char *const *scopes, size_t nscopes, const char *ip, const char *user_agent,
+    struct auth_issued *out) KG_MUSTCHECK;
+
+void auth_issued_wipe(struct auth_issued *i);
+
+/* Revoke the session's own token, or (all) every token of its user. */
+enum kg_err auth_logout(const struct auth_session *s, int all, long *removed) KG_MUSTCHECK;
+
+/* Revoke one of the user's tokens by key; KG_ENOTFOUND when not theirs. */
+enum kg_err auth_revoke(long long user_id, const char *key) KG_MUSTCHECK;
+
+/* Change a password after checking the current one; revokes all tokens but keep_key. */
+enum kg_err auth_change_password(long long user_id, const char *current, size_t curlen,
+    const char *newpw, size_t newlen, const char *keep_key, long *revoked,
+    struct auth_field_error *fe) KG_MUSTCHECK;
+
+#endif

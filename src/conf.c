@@ -1,0 +1,361 @@
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "conf.h"
+
+#ifndef KG_SYSCONFDIR
+#define KG_SYSCONFDIR "/etc"
+#endif
+#ifndef KG_DATADIR
+#define KG_DATADIR "/usr/share/keygate"
+#endif
+
+enum conf_type { CT_STR, CT_INT, CT_LONG, CT_DURATION, CT_OCTAL, CT_CHOICE };
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t off;
+	size_t size;        /* CT_STR: buffer size */
+	const char *def;
+	long min, max;      /* numeric bounds */
+	const char *choices; /* CT_CHOICE: space-separated */
+};
+
+#define O(f) offsetof(struct conf, f)
+#define S(f) sizeof(((struct conf *)0)->f)
+
+/*
+ * The single source of truth for configuration keys: the shipped
+ * conf/keygate.conf and keygate.conf(5) document exactly these (a test
+ * compares them).
+ */
+static const struct conf_key conf_table[] = {
+	{ "listen", CT_STR, O(listen), S(listen), "/run/keygate/keygate.sock", 0, 0, NULL },
+	{ "listen_mode", CT_OCTAL, O(listen_mode), 0, "0660", 0, 0777, NULL },
+	{ "listen_group", CT_STR, O(listen_group), S(listen_group), "", 0, 0, NULL },
+	{ "backlog", CT_INT, O(backlog), 0, "128", 1, 65535, NULL },
+	{ "user", CT_STR, O(user), S(user), "", 0, 0, NULL },
+	{ "workers", CT_INT, O(workers), 0, "4", 1, 256, NULL },
+	{ "max_requests", CT_LONG, O(max_requests), 0, "100000", 0, LONG_MAX, NULL },
+	{ "request_timeout", CT_DURATION, O(request_timeout), 0, "30", 1, 86400, NULL },
+	{ "shutdown_timeout", CT_DURATION, O(shutdown_timeout), 0, "30", 1, 3600, NULL },
+	{ "slow_request", CT_INT, O(slow_request), 0, "1000", 1, 3600000, NULL },
+	{ "status_allow", CT_STR, O(status_allow), S(status_allow), "127.0.0.0/8 ::1", 0, 0, NULL },
+	{ "base_path", CT_STR, O(base_path), S(base_path), "/api", 0, 0, NULL },
+	{ "max_body", CT_LONG, O(max_body), 0, "16384", 256, 1048576, NULL },
+	{ "log_target", CT_CHOICE, O(log_target), S(log_target), "stderr", 0, 0, "stderr syslog" },
+	{ "log_level", CT_CHOICE, O(log_level), S(log_level), "info", 0, 0, "debug info warn error" },
+	{ "database", CT_STR, O(database), S(database), "dbname=keygate", 0, 0, NULL },
+	{ "db_connect_timeout", CT_DURATION, O(db_connect_timeout), 0, "5", 1, 600, NULL },
+	{ "statement_timeout", CT_INT, O(statement_timeout), 0, "5000", 0, 3600000, NULL },
+	{ "db_retry_max", CT_DURATION, O(db_retry_max), 0, "5", 1, 600, NULL },
+	{ "migrations_dir", CT_STR, O(migrations_dir), S(migrations_dir), KG_DATADIR "/migrations", 0, 0, NULL },
+	{ "password_min_length", CT_INT, O(password_min_length), 0, "15", 8, 128, NULL },
+	{ "common_passwords", CT_STR, O(common_passwords), S(common_passwords), KG_DATADIR "/common-passwords.txt", 0, 0, NULL },
+	{ "argon2_memory", CT_LONG, O(argon2_memory), 0, "19456", 8, 4194304, NULL },
+	{ "argon2_iterations", CT_INT, O(argon2_iterations), 0, "2", 1, 64, NULL },
+	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL },
+	{ "max_tokens_per_user", CT_INT, O(max_tokens_per_user), 0, "10", 1, 10000, NULL },
+	{ "token_idle_timeout", CT_DURATION, O(token_idle_timeout), 0, "30m", 1, 31536000, NULL },
+	{ "token_lifetime", CT_DURATION, O(token_lifetime), 0, "12h", 1, 31536000, NULL },
+	{ "remember_idle_timeout", CT_DURATION, O(remember_idle_timeout), 0, "7d", 1, 31536000, NULL },
+	{ "remember_lifetime", CT_DURATION, O(remember_lifetime), 0, "30d", 1, 31536000, NULL },
+	{ "touch_interval", CT_DURATION, O(touch_interval), 0, "60", 0, 86400, NULL },
+};
+
+#define CONF_NKEYS (sizeof(conf_table) / sizeof(conf_table[0]))
+
+struct conf_parse {
+	struct conf *c;
+	char why[512];   /* first error, without its line: ini_parse returns that */
+	int failed;
+};
+
+long
+conf_parse_duration(const char *s)
+{
+	char *end;
+	long v, mult = 1;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return -1;
+	switch (*end) {
+	case '\0': case 's': mult = 1; break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	default: return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	if (v > LONG_MAX / mult)
+		return -1;
+	return v * mult;
+}
+
+static int
+conf_parse_long(const char *s, int base, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, base);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+conf_choice_ok(const char *choices, const char *v)
+{
+	size_t n = strlen(v);
+	const char *p = choices;
+
+	while (n > 0 && *p != '\0') {
+		size_t w = strcspn(p, " ");
+		if (w == n && strncmp(p, v, n) == 0)
+			return 1;
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/* Store value for key k into c; writes the reason into why on failure. */
+static int
+conf_set(struct conf *c, const struct conf_key *k, const char *value, const char **why)
+{
+	char *base = (char *)c + k->off;
+	long v;
+
+	switch (k->type) {
+	case CT_STR:
+	case CT_CHOICE:
+		if (k->type == CT_CHOICE && !conf_choice_ok(k->choices, value)) {
+			*why = "not one of the allowed values";
+			return -1;
+		}
+		if (strlen(value) >= k->size) {
+			*why = "value too long";
+			return -1;
+		}
+		memcpy(base, value, strlen(value) + 1);
+		return 0;
+	case CT_INT:
+	case CT_LONG:
+	case CT_OCTAL:
+		if (conf_parse_long(value, k->type == CT_OCTAL ? 8 : 10, &v) != 0) {
+			*why = "not a number";
+			return -1;
+		}
+		break;
+	case CT_DURATION:
+		v = conf_parse_duration(value);
+		if (v < 0) {
+			*why = "not a duration (e.g. 90, 90s, 15m, 12h, 30d)";
+			return -1;
+		}
+		break;
+	default:
+		*why = "internal error";
+		return -1;
+	}
+	if (v < k->min || v > k->max) {
+		*why = "out of range";
+		return -1;
+	}
+	if (k->type == CT_LONG)
+		*(long *)(void *)base = v;
+	else if (k->type == CT_OCTAL)
+		*(unsigned *)(void *)base = (unsigned)v;
+	else
+		*(int *)(void *)base = (int)v;
+	return 0;
+}
+
+static const struct conf_key *
+conf_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++)
+		if (strcmp(conf_table[i].name, name) == 0)
+			return &conf_table[i];
+	return NULL;
+}
+
+static void
+conf_fail(struct conf_parse *p, const char *key, const char *why)
+{
+	if (p->failed)
+		return; /* keep the first error: ini_parse reports its line */
+	p->failed = 1;
+	(void)snprintf(p->why, sizeof(p->why), "%s: %s", key, why);
+}
+
+static int
+conf_ini_handler(void *user, const char *section, const char *name, const char *value
+#if INI_HANDLER_LINENO
+    , int lineno
+#endif
+)
+{
+	struct conf_parse *p = user;
+	const struct conf_key *k;
+	const char *why = NULL;
+
+	if (section[0] != '\0' && strcmp(section, "keygate") != 0) {
+		conf_fail(p, section, "unknown section (use [keygate] or none)");
+		return 0;
+	}
+	k = conf_find(name);
+	if (k == NULL) {
+		conf_fail(p, name, "unknown key");
+		return 0;
+	}
+	if (conf_set(p->c, k, value, &why) != 0) {
+		conf_fail(p, name, why);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+conf_check(struct conf *c, char *err, size_t errsz)
+{
+	if (c->token_idle_timeout > c->token_lifetime ||
+	    c->remember_idle_timeout > c->remember_lifetime) {
+		(void)snprintf(err, errsz, "idle timeouts must not exceed the lifetimes");
+		return -1;
+	}
+	if (c->base_path[0] != '\0' && c->base_path[0] != '/') {
+		(void)snprintf(err, errsz, "base_path must start with '/'");
+		return -1;
+	}
+	if (c->listen[0] == '\0') {
+		(void)snprintf(err, errsz, "listen must not be empty");
+		return -1;
+	}
+	return 0;
+}
+
+enum kg_err
+conf_load(const char *path, struct conf *c, char *err, size_t errsz)
+{
+	struct conf_parse p = { .c = c };
+	const char *why = NULL;
+	char envname[128];
+	size_t i, j;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < CONF_NKEYS; i++)
+		if (conf_set(c, &conf_table[i], conf_table[i].def, &why) != 0) {
+			(void)snprintf(err, errsz, "default of %s: %s", conf_table[i].name, why);
+			return KG_ECONFIG;
+		}
+	if (path != NULL) {
+		rc = ini_parse(path, conf_ini_handler, &p);
+		if (rc == -1) {
+			(void)snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
+			return KG_ECONFIG;
+		}
+		if (rc == -2) {
+			(void)snprintf(err, errsz, "%s: out of memory", path);
+			return KG_ECONFIG;
+		}
+		if (rc > 0) {
+			(void)snprintf(err, errsz, "%s:%d: %s", path, rc,
+			    p.failed ? p.why : "syntax error");
+			return KG_ECONFIG;
+		}
+	}
+	for (i = 0; i < CONF_NKEYS; i++) {
+		const char *v;
+		int n = snprintf(envname, sizeof(envname), "KEYGATE_%s", conf_table[i].name);
+
+		if (n < 0 || (size_t)n >= sizeof(envname))
+			continue;
+		for (j = 8; envname[j] != '\0'; j++)
+			envname[j] = (char)toupper((unsigned char)envname[j]);
+		v = getenv(envname);
+		if (v == NULL)
+			continue;
+		if (conf_set(c, &conf_table[i], v, &why) != 0) {
+			(void)snprintf(err, errsz, "environment: %s: %s", envname, why);
+			return KG_ECONFIG;
+		}
+	}
+	if (conf_check(c, err, errsz) != 0)
+		return KG_ECONFIG;
+	return KG_OK;
+}
+
+const char *
+conf_path(const char *arg)
+{
+	const char *env;
+
+	if (arg != NULL)
+		return arg;
+	env = getenv("KEYGATE_CONFIG");
+	if (env != NULL && *env != '\0')
+		return env;
+	return KG_SYSCONFDIR "/keygate/keygate.conf";
+}
+
+void
+conf_dump(const struct conf *c)
+{
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_key *k = &conf_table[i];
+		const char *base = (const char *)c + k->off;
+
+		switch (k->type) {
+		case CT_STR:
+		case CT_CHOICE:
+			printf("%s = %s\n", k->name, base);
+			break;
+		case CT_LONG:
+			printf("%s = %ld\n", k->name, *(const long *)(const void *)base);
+			break;
+		case CT_OCTAL:
+			printf("%s = 0%o\n", k->name, *(const unsigned *)(const void *)base);
+			break;
+		default:
+			printf("%s = %d\n", k->name, *(const int *)(const void *)base);
+			break;
+		}
+	}
+}
+
+const char *const *
+conf_keys(void)
+{
+	static const char *names[CONF_NKEYS + 1];
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++)
+		names[i] = conf_table[i].name;
+	names[CONF_NKEYS] = NULL;
+	return names;
+}

@@ -1,0 +1,72 @@
+/*
+ * conf: the configuration, from one table of keys. Sources in order of
+ * precedence: KEYGATE_<KEY> environment variables, the INI file, defaults.
+ */
+#ifndef CONF_H
+#define CONF_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "kg.h"
+
+#define CONF_STR_MAX 1024
+
+struct conf {
+	/* process pool */
+	char listen[CONF_STR_MAX];        /* unix path or host:port */
+	unsigned listen_mode;             /* unix socket mode */
+	char listen_group[256];
+	int backlog;
+	char user[256];                   /* drop privileges to this user when root */
+	int workers;
+	long max_requests;
+	int request_timeout;              /* seconds */
+	int shutdown_timeout;             /* seconds */
+	int slow_request;                 /* milliseconds */
+	char status_allow[CONF_STR_MAX];  /* CIDR list */
+	char base_path[256];              /* where the web server mounts us */
+	long max_body;                    /* bytes */
+	/* logging */
+	char log_target[16];              /* stderr | syslog */
+	char log_level[16];               /* debug | info | warn | error */
+	/* database */
+	char database[CONF_STR_MAX];      /* libpq conninfo or service= */
+	int db_connect_timeout;           /* seconds */
+	int statement_timeout;            /* milliseconds */
+	int db_retry_max;                 /* seconds, reconnect back-off ceiling */
+	char migrations_dir[CONF_STR_MAX];
+	/* passwords */
+	int password_min_length;
+	char common_passwords[CONF_STR_MAX];
+	long argon2_memory;               /* KiB */
+	int argon2_iterations;
+	int argon2_parallelism;
+	/* tokens */
+	int max_tokens_per_user;
+	int token_idle_timeout;           /* seconds */
+	int token_lifetime;               /* seconds */
+	int remember_idle_timeout;        /* seconds */
+	int remember_lifetime;            /* seconds */
+	int touch_interval;               /* seconds */
+};
+
+/*
+ * Load defaults, then path (if not NULL), then the environment into *c.
+ * On error returns KG_ECONFIG and writes "file:line: message" into err.
+ */
+enum kg_err conf_load(const char *path, struct conf *c, char *err, size_t errsz) KG_MUSTCHECK;
+
+/* Which config file to use: the -c argument, else $KEYGATE_CONFIG, else the default. */
+const char *conf_path(const char *arg);
+
+/* Print every key with its current value, as INI, to stdout (check-config -v). */
+void conf_dump(const struct conf *c);
+
+/* Key names in table order; NULL-terminated (for the docs test). */
+const char *const *conf_keys(void);
+
+/* Parse a duration "90", "90s", "15m", "12h", "30d" into seconds; -1 on error. */
+long conf_parse_duration(const char *s);
+
+#endif

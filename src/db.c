@@ -1,0 +1,632 @@
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "db.h"
+#include "log.h"
+
+#define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
+#define MIGRATE_LOCK_ID "7310413127405543"   /* arbitrary, fixed: "keygate migrate" */
+
+enum db_stmt {
+	ST_PING,
+	ST_SET_TIMEOUT,
+	ST_USER_INSERT,
+	ST_USER_BY_NAME,
+	ST_USER_BY_ID,
+	ST_USER_SET_PASSWORD,
+	ST_USER_REHASH,
+	ST_TOKEN_INSERT,
+	ST_TOKEN_TRIM,
+	ST_TOKEN_LOOKUP,
+	ST_TOKEN_TOUCH,
+	ST_TOKEN_DELETE,
+	ST_TOKEN_DELETE_ALL,
+	ST_TOKEN_LIST,
+	ST__MAX
+};
+
+static const struct {
+	const char *name;
+	int nparams;
+	const char *sql;
+} db_stmts[ST__MAX] = {
+	[ST_PING] = { "ping", 0, "SELECT 1" },
+	[ST_SET_TIMEOUT] = { "set_timeout", 1,
+	    "SELECT set_config('statement_timeout', $1, false)" },
+	[ST_USER_INSERT] = { "user_insert", 3,
+	    "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3) RETURNING id" },
+	[ST_USER_BY_NAME] = { "user_by_name", 1,
+	    "SELECT id, username, email, password_hash, disabled, " TS("created_at")
+	    " FROM users WHERE lower(username) = lower($1)" },
+	[ST_USER_BY_ID] = { "user_by_id", 1,
+	    "SELECT id, username, email, password_hash, disabled, " TS("created_at")
+	    " FROM users WHERE id = $1" },
+	/* One statement, so that no old token outlives a committed password change. */
+	[ST_USER_SET_PASSWORD] = { "user_set_password", 3,
+	    "WITH u AS (UPDATE users SET password_hash = $2, password_changed_at = now()"
+	    " WHERE id = $1 RETURNING id)"
+	    " DELETE FROM api_keys WHERE user_id IN (SELECT id FROM u) AND key IS DISTINCT FROM $3" },
+	[ST_USER_REHASH] = { "user_rehash", 3,
+	    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2" },
+	[ST_TOKEN_INSERT] = { "token_insert", 9,
+	    "INSERT INTO api_keys (key, user_id, secret_digest, scopes, remember, expires_at,"
+	    " idle_timeout_s, ip, user_agent)"
+	    " VALUES ($1, $2, decode($3, 'hex'), $4::text[], $5, now() + make_interval(secs => $6),"
+	    " $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING " TS("expires_at") },
+	[ST_TOKEN_TRIM] = { "token_trim", 2,
+	    "DELETE FROM api_keys k WHERE k.user_id = $1 AND (NOT " LIVE("k") " OR k.key IN"
+	    " (SELECT key FROM api_keys WHERE user_id = $1"
+	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $2))" },
+	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
+	    "SELECT k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text,"
+	    " k.last_used_at < now() - make_interval(secs => $2)"
+	    " FROM api_keys k JOIN users u ON u.id = k.user_id"
+	    " WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k") },
+	[ST_TOKEN_TOUCH] = { "token_touch", 2,
+	    "UPDATE api_keys SET last_used_at = now()"
+	    " WHERE key = $1 AND last_used_at < now() - make_interval(secs => $2)" },
+	[ST_TOKEN_DELETE] = { "token_delete", 2,
+	    "DELETE FROM api_keys WHERE user_id = $1 AND key = $2" },
+	[ST_TOKEN_DELETE_ALL] = { "token_delete_all", 2,
+	    "DELETE FROM api_keys WHERE user_id = $1 AND key IS DISTINCT FROM $2" },
+	[ST_TOKEN_LIST] = { "token_list", 1,
+	    "SELECT k.key, " TS("k.created_at") ", " TS("k.last_used_at") ", " TS("k.expires_at") ","
+	    " coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text"
+	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k")
+	    " ORDER BY k.last_used_at DESC, k.created_at DESC LIMIT 1000" },
+};
+
+static struct {
+	PGconn *conn;
+	char conninfo[CONF_STR_MAX];
+	char connect_timeout[16];
+	char statement_timeout[16];
+	int retry_max_ms;
+	int backoff_ms;          /* current reconnect back-off */
+	long long next_try_ms;   /* monotonic time before which we do not retry */
+	int prepare;             /* prepare the application statements */
+} db;
+
+static long long
+db_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+db_configure(const struct conf *c)
+{
+	(void)snprintf(db.conninfo, sizeof(db.conninfo), "%s", c->database);
+	(void)snprintf(db.connect_timeout, sizeof(db.connect_timeout), "%d", c->db_connect_timeout);
+	(void)snprintf(db.statement_timeout, sizeof(db.statement_timeout), "%d", c->statement_timeout);
+	db.retry_max_ms = c->db_retry_max * 1000;
+	db.prepare = 1;
+}
+
+void
+db_close(void)
+{
+	if (db.conn != NULL)
+		PQfinish(db.conn);
+	db.conn = NULL;
+}
+
+/* One line from a libpq message: they can span lines and must not reach clients. */
+static void
+db_log_error(const char *what, const char *msg)
+{
+	char line[256];
+	size_t n;
+
+	(void)snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
+	n = strcspn(line, "\n");
+	line[n] = '\0';
+	log_warnx("database: %s: %s", what, line);
+}
+
+static void
+db_schedule_retry(void)
+{
+	db.backoff_ms = db.backoff_ms == 0 ? 250 : db.backoff_ms * 2;
+	if (db.backoff_ms > db.retry_max_ms)
+		db.backoff_ms = db.retry_max_ms;
+	db.next_try_ms = db_now_ms() + db.backoff_ms;
+}
+
+long
+db_retry_after(void)
+{
+	long long left = db.next_try_ms - db_now_ms();
+
+	if (left <= 1000)
+		return 1;
+	return (long)((left + 999) / 1000);
+}
+
+static enum kg_err
+db_connect(void)
+{
+	const char *const keys[] = { "application_name", "connect_timeout", "dbname", NULL };
+	const char *const vals[] = { "keygate", db.connect_timeout, db.conninfo, NULL };
+	const char *params[1];
+	PGresult *res = NULL;
+	enum kg_err err = KG_EDB;
+	int i;
+
+	db_close();
+	/* The conninfo comes last so that what the admin wrote wins. */
+	db.conn = PQconnectdbParams(keys, vals, 1);
+	if (db.conn == NULL) {
+		err = KG_ENOMEM;
+		goto out;
+	}
+	if (PQstatus(db.conn) != CONNECTION_OK) {
+		db_log_error("connect", PQerrorMessage(db.conn));
+		goto out;
+	}
+	if (!db.prepare) {
+		err = KG_OK;
+		goto out;
+	}
+	for (i = 0; i < ST__MAX; i++) {
+		res = PQprepare(db.conn, db_stmts[i].name, db_stmts[i].sql, db_stmts[i].nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			db_log_error(db_stmts[i].name, PQresultErrorMessage(res));
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+	}
+	params[0] = db.statement_timeout;
+	res = PQexecPrepared(db.conn, db_stmts[ST_SET_TIMEOUT].name, 1, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_log_error("statement_timeout", PQresultErrorMessage(res));
+		goto out;
+	}
+	err = KG_OK;
+out:
+	PQclear(res);
+	if (err != KG_OK) {
+		db_close();
+		db_schedule_retry();
+	} else {
+		if (db.backoff_ms != 0)
+			log_info("database: connected");
+		db.backoff_ms = 0;
+		db.next_try_ms = 0;
+	}
+	return err;
+}
+
+enum kg_err
+db_ready(void)
+{
+	if (db.conn != NULL && PQstatus(db.conn) == CONNECTION_OK)
+		return KG_OK;
+	if (db.conn != NULL) {
+		db_close();
+		db.next_try_ms = 0;
+	}
+	if (db_now_ms() < db.next_try_ms)
+		return KG_EDB;
+	return db_connect();
+}
+
+/*
+ * Run a prepared statement. A connection that broke since the last request
+ * (a database restart) is re-established and the statement tried once more,
+ * so that the first request after a restart does not fail.
+ * On a unique violation returns KG_EUSERNAME_TAKEN with the constraint name
+ * in constraint (when given); the caller maps it.
+ */
+static enum kg_err
+db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out,
+    char *constraint, size_t constraint_sz)
+{
+	PGresult *res = NULL;
+	enum kg_err err = KG_EDB;
+	int attempt;
+
+	*out = NULL;
+	for (attempt = 0; attempt < 2; attempt++) {
+		int was_up = db.conn != NULL;
+		ExecStatusType st;
+		const char *state;
+
+		if ((err = db_ready()) != KG_OK)
+			return err;
+		res = PQexecPrepared(db.conn, db_stmts[s].name, db_stmts[s].nparams, params, NULL, NULL, 0);
+		st = PQresultStatus(res);
+		if (st == (want_rows ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
+			*out = res;
+			return KG_OK;
+		}
+		if (PQstatus(db.conn) == CONNECTION_BAD) {
+			db_log_error(db_stmts[s].name, PQerrorMessage(db.conn));
+			PQclear(res);
+			res = NULL;
+			db_close();
+			db.next_try_ms = 0;
+			if (was_up && attempt == 0)
+				continue;
+			db_schedule_retry();
+			return KG_EDB;
+		}
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (state != NULL && strcmp(state, "23505") == 0 && constraint != NULL) {
+			const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+			(void)snprintf(constraint, constraint_sz, "%s", name != NULL ? name : "");
+			PQclear(res);
+			return KG_EUSERNAME_TAKEN;
+		}
+		db_log_error(db_stmts[s].name, PQresultErrorMessage(res));
+		PQclear(res);
+		return KG_EDB;
+	}
+	return err;
+}
+
+static void
+db_copy(char *dst, size_t dstsz, const PGresult *res, int row, int col)
+{
+	(void)snprintf(dst, dstsz, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+static int
+db_hex_decode(const char *hex, unsigned char *out, size_t outlen)
+{
+	size_t i;
+
+	if (strlen(hex) != outlen * 2)
+		return -1;
+	for (i = 0; i < outlen; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+enum kg_err
+db_ping(void)
+{
+	PGresult *res;
+	enum kg_err err = db_exec(ST_PING, NULL, 1, &res, NULL, 0);
+
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_user_insert(const char *username, const char *email, const char *hash, long long *id)
+{
+	const char *params[3] = { username, email, hash };
+	char constraint[128] = "";
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	err = db_exec(ST_USER_INSERT, params, 1, &res, constraint, sizeof(constraint));
+	if (err == KG_EUSERNAME_TAKEN) {
+		if (strcmp(constraint, "users_email_key") == 0)
+			err = KG_EEMAIL_TAKEN;
+		goto out;
+	}
+	if (err != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_EDB;
+		goto out;
+	}
+	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+out:
+	PQclear(res);
+	return err;
+}
+
+static enum kg_err
+db_user_fetch(enum db_stmt s, const char *param, struct db_user *u)
+{
+	const char *params[1] = { param };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	memset(u, 0, sizeof(*u));
+	if ((err = db_exec(s, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ENOTFOUND;
+		goto out;
+	}
+	u->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	db_copy(u->username, sizeof(u->username), res, 0, 1);
+	u->has_email = !PQgetisnull(res, 0, 2);
+	db_copy(u->email, sizeof(u->email), res, 0, 2);
+	db_copy(u->password_hash, sizeof(u->password_hash), res, 0, 3);
+	u->disabled = PQgetvalue(res, 0, 4)[0] == 't';
+	db_copy(u->created_at, sizeof(u->created_at), res, 0, 5);
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_user_by_name(const char *username, struct db_user *u)
+{
+	return db_user_fetch(ST_USER_BY_NAME, username, u);
+}
+
+enum kg_err
+db_user_by_id(long long id, struct db_user *u)
+{
+	char idbuf[24];
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
+	return db_user_fetch(ST_USER_BY_ID, idbuf, u);
+}
+
+/* Run a statement that changes rows; *count = rows affected (may be NULL). */
+static enum kg_err
+db_change(enum db_stmt s, const char *const *params, long *count)
+{
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	if ((err = db_exec(s, params, 0, &res, NULL, 0)) == KG_OK && count != NULL)
+		*count = strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_user_set_password(long long id, const char *hash, const char *keep_key, long *revoked)
+{
+	char idbuf[24];
+	const char *params[3] = { idbuf, hash, keep_key };
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
+	return db_change(ST_USER_SET_PASSWORD, params, revoked);
+}
+
+enum kg_err
+db_user_rehash(long long id, const char *old_hash, const char *hash)
+{
+	char idbuf[24];
+	const char *params[3] = { idbuf, old_hash, hash };
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
+	return db_change(ST_USER_REHASH, params, NULL);
+}
+
+enum kg_err
+db_token_insert(const struct db_token_new *t, int *collided, char expires_at[DB_TS_LEN])
+{
+	char idbuf[24], hex[CRYPTO_SHA256_LEN * 2 + 1], life[16], idle[16];
+	const char *params[9] = { t->key, idbuf, hex, t->scopes, t->remember ? "true" : "false",
+		life, idle, t->ip, t->user_agent };
+	PGresult *res = NULL;
+	enum kg_err err;
+	size_t i;
+
+	*collided = 0;
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", t->user_id);
+	(void)snprintf(life, sizeof(life), "%d", t->lifetime_s);
+	(void)snprintf(idle, sizeof(idle), "%d", t->idle_s);
+	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
+		(void)snprintf(hex + 2 * i, 3, "%02x", t->digest[i]);
+	if ((err = db_exec(ST_TOKEN_INSERT, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) == 0)
+		*collided = 1;
+	else
+		db_copy(expires_at, DB_TS_LEN, res, 0, 0);
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_token_trim(long long user_id, int max)
+{
+	char idbuf[24], maxbuf[16];
+	const char *params[2] = { idbuf, maxbuf };
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
+	(void)snprintf(maxbuf, sizeof(maxbuf), "%d", max);
+	return db_change(ST_TOKEN_TRIM, params, NULL);
+}
+
+enum kg_err
+db_token_lookup(const char *key, int touch_interval, struct db_token *t)
+{
+	char touch[16];
+	const char *params[2] = { key, touch };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	memset(t, 0, sizeof(*t));
+	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
+	if ((err = db_exec(ST_TOKEN_LOOKUP, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ENOTFOUND;
+		goto out;
+	}
+	t->user_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (db_hex_decode(PQgetvalue(res, 0, 1), t->digest, sizeof(t->digest)) != 0) {
+		err = KG_EDB;
+		goto out;
+	}
+	db_copy(t->username, sizeof(t->username), res, 0, 2);
+	db_copy(t->scopes, sizeof(t->scopes), res, 0, 3);
+	t->needs_touch = PQgetvalue(res, 0, 4)[0] == 't';
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_token_touch(const char *key, int touch_interval)
+{
+	char touch[16];
+	const char *params[2] = { key, touch };
+
+	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
+	return db_change(ST_TOKEN_TOUCH, params, NULL);
+}
+
+enum kg_err
+db_token_delete(long long user_id, const char *key, long *deleted)
+{
+	char idbuf[24];
+	const char *params[2] = { idbuf, key };
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
+	return db_change(ST_TOKEN_DELETE, params, deleted);
+}
+
+enum kg_err
+db_token_delete_all(long long user_id, const char *keep_key, long *deleted)
+{
+	char idbuf[24];
+	const char *params[2] = { idbuf, keep_key };
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
+	return db_change(ST_TOKEN_DELETE_ALL, params, deleted);
+}
+
+enum kg_err
+db_token_list(long long user_id, struct db_session **rows, size_t *n)
+{
+	char idbuf[24];
+	const char *params[1] = { idbuf };
+	struct db_session *r = NULL;
+	PGresult *res = NULL;
+	enum kg_err err;
+	int i, nt;
+
+	*rows = NULL;
+	*n = 0;
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
+	if ((err = db_exec(ST_TOKEN_LIST, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	nt = PQntuples(res);
+	r = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*r));
+	if (r == NULL) {
+		err = KG_ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nt; i++) {
+		db_copy(r[i].key, sizeof(r[i].key), res, i, 0);
+		db_copy(r[i].created_at, sizeof(r[i].created_at), res, i, 1);
+		db_copy(r[i].last_used_at, sizeof(r[i].last_used_at), res, i, 2);
+		db_copy(r[i].expires_at, sizeof(r[i].expires_at), res, i, 3);
+		db_copy(r[i].ip, sizeof(r[i].ip), res, i, 4);
+		db_copy(r[i].user_agent, sizeof(r[i].user_agent), res, i, 5);
+		db_copy(r[i].scopes, sizeof(r[i].scopes), res, i, 6);
+	}
+	*rows = r;
+	*n = (size_t)nt;
+	r = NULL;
+out:
+	free(r);
+	PQclear(res);
+	return err;
+}
+
+/*
+ * Migrations run with plain PQexecParams: the application statements cannot
+ * be prepared before the tables they use exist. The migration files are
+ * trusted input from the package, never request data.
+ */
+static enum kg_err
+db_migrate_sql(const char *migration_sql, int nparams, const char *const *params)
+{
+	PGresult *res;
+	ExecStatusType st;
+	enum kg_err err = KG_OK;
+
+	res = PQexecParams(db.conn, migration_sql, nparams, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		db_log_error("migrate", PQresultErrorMessage(res));
+		err = KG_EDB;
+	}
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_migrate_begin(void)
+{
+	enum kg_err err;
+
+	db.prepare = 0;
+	if ((err = db_connect()) != KG_OK)
+		return err;
+	/* Serialises concurrent `keygate migrate` runs; released with the session. */
+	if ((err = db_migrate_sql("SELECT pg_advisory_lock(" MIGRATE_LOCK_ID ")", 0, NULL)) != KG_OK)
+		return err;
+	return db_migrate_sql("CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())", 0, NULL);
+}
+
+enum kg_err
+db_migrate_applied(const char *version, int *applied)
+{
+	const char *params[1] = { version };
+	PGresult *res;
+	enum kg_err err = KG_OK;
+
+	res = PQexecParams(db.conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL,
+	    params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_log_error("migrate", PQresultErrorMessage(res));
+		err = KG_EDB;
+	} else
+		*applied = PQntuples(res) > 0;
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_migrate_apply(const char *version, const char *migration_sql)
+{
+	const char *params[1] = { version };
+	PGresult *res;
+	enum kg_err err = KG_EDB;
+
+	if (db_migrate_sql("BEGIN", 0, NULL) != KG_OK)
+		return KG_EDB;
+	/* A migration file holds several statements: only PQexec runs those. */
+	res = PQexec(db.conn, migration_sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_log_error(version, PQresultErrorMessage(res));
+		goto out;
+	}
+	if (db_migrate_sql("INSERT INTO schema_migrations (version) VALUES ($1)", 1, params) != KG_OK)
+		goto out;
+	err = db_migrate_sql("COMMIT", 0, NULL);
+out:
+	PQclear(res);
+	if (err != KG_OK)
+		(void)db_migrate_sql("ROLLBACK", 0, NULL);
+	return err;
+}
+
+void
+db_migrate_end(void)
+{
+	db_close();
+}

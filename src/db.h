@@ -1,0 +1,111 @@
+/*
+ * db: the only includer of libpq-fe.h. One connection per process, every
+ * statement prepared once per connection, typed wrappers per query. No SQL
+ * is ever assembled from request data.
+ */
+#ifndef DB_H
+#define DB_H
+
+#include <stddef.h>
+
+#include "crypto.h"
+#include "kg.h"
+
+struct conf;
+
+#define DB_TS_LEN 32        /* "2026-11-28T12:00:00Z" */
+#define DB_NAME_MAX 65
+#define DB_EMAIL_MAX 255
+#define DB_HASH_MAX 256
+#define DB_SCOPES_MAX 1100  /* text form of text[] */
+#define DB_KEY_MAX 64
+
+struct db_user {
+	long long id;
+	char username[DB_NAME_MAX];
+	char email[DB_EMAIL_MAX];
+	int has_email;
+	char password_hash[DB_HASH_MAX];
+	int disabled;
+	char created_at[DB_TS_LEN];
+};
+
+/* What verifying a token needs, in one indexed lookup. */
+struct db_token {
+	long long user_id;
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	char username[DB_NAME_MAX];
+	char scopes[DB_SCOPES_MAX];  /* "{a,b}" */
+	int needs_touch;
+};
+
+struct db_session {
+	char key[DB_KEY_MAX];
+	char created_at[DB_TS_LEN];
+	char last_used_at[DB_TS_LEN];
+	char expires_at[DB_TS_LEN];
+	char ip[64];
+	char user_agent[256];
+	char scopes[DB_SCOPES_MAX];
+};
+
+struct db_token_new {
+	const char *key;
+	const unsigned char *digest;
+	long long user_id;
+	const char *scopes;          /* "{a,b}", validated by the caller */
+	int remember;
+	int lifetime_s;
+	int idle_s;
+	const char *ip;
+	const char *user_agent;
+};
+
+/* Remember connection settings; nothing connects yet. */
+void db_configure(const struct conf *c);
+
+/* Connect now if not connected (honouring back-off). KG_EDB when down. */
+enum kg_err db_ready(void) KG_MUSTCHECK;
+
+/* Seconds a client should wait before retrying while the database is down (>= 1). */
+long db_retry_after(void);
+
+/* Close the connection (before fork, at exit). */
+void db_close(void);
+
+enum kg_err db_ping(void) KG_MUSTCHECK;
+
+/* KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN on a unique violation. */
+enum kg_err db_user_insert(const char *username, const char *email, const char *hash,
+    long long *id) KG_MUSTCHECK;
+/* KG_ENOTFOUND when there is no such user (case-insensitive). */
+enum kg_err db_user_by_name(const char *username, struct db_user *u) KG_MUSTCHECK;
+enum kg_err db_user_by_id(long long id, struct db_user *u) KG_MUSTCHECK;
+/* Set a new hash and revoke every token of the user but keep_key (NULL: all). */
+enum kg_err db_user_set_password(long long id, const char *hash, const char *keep_key,
+    long *revoked) KG_MUSTCHECK;
+/* Replace the hash only if it is still old_hash (a concurrent change wins). */
+enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash) KG_MUSTCHECK;
+
+/* Store a token; *collided = 1 (and KG_OK) when the key already exists. */
+enum kg_err db_token_insert(const struct db_token_new *t, int *collided,
+    char expires_at[DB_TS_LEN]) KG_MUSTCHECK;
+/* Keep only the max most recently used tokens of a user. */
+enum kg_err db_token_trim(long long user_id, int max) KG_MUSTCHECK;
+/* A live token of an enabled user; KG_ENOTFOUND otherwise. */
+enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
+enum kg_err db_token_touch(const char *key, int touch_interval) KG_MUSTCHECK;
+/* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
+enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
+/* Delete all of user_id's tokens except keep_key (NULL: all). */
+enum kg_err db_token_delete_all(long long user_id, const char *keep_key, long *deleted) KG_MUSTCHECK;
+/* Live tokens of a user, newest use first; *rows is malloc'd (caller frees). */
+enum kg_err db_token_list(long long user_id, struct db_session **rows, size_t *n) KG_MUSTCHECK;
+
+/* Migrations (keygate migrate). */
+enum kg_err db_migrate_begin(void) KG_MUSTCHECK;   /* advisory lock + bookkeeping table */
+enum kg_err db_migrate_applied(const char *version, int *applied) KG_MUSTCHECK;
+enum kg_err db_migrate_apply(const char *version, const char *migration_sql) KG_MUSTCHECK;
+void db_migrate_end(void);
+
+#endif

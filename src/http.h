@@ -1,0 +1,98 @@
+/*
+ * http: struct request and struct response, status codes, and parsing of
+ * the request headers keygate cares about.
+ */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "kg.h"
+
+enum http_method {
+	HTTP_GET, HTTP_POST, HTTP_DELETE, HTTP_PUT, HTTP_PATCH, HTTP_HEAD,
+	HTTP_OPTIONS, HTTP_OTHER, HTTP_METHOD__MAX
+};
+
+#define HTTP_PATH_MAX 512
+#define HTTP_MAX_HEADERS 16
+#define HTTP_HEADER_VALUE_MAX 512
+
+struct json_obj;
+
+/* One request. Strings point into the FastCGI parameters and live until request_free(). */
+struct request {
+	enum http_method method;
+	const char *method_name;
+	char path[HTTP_PATH_MAX];   /* route path, base_path stripped, no query */
+	const char *path_param;     /* the trailing segment of a parametrised route */
+	const char *query;          /* raw QUERY_STRING, may be NULL */
+	const char *remote_addr;
+	const char *content_type;
+	long content_length;        /* -1 when absent */
+	const char *authorization;
+	const char *hdr_key;
+	const char *hdr_secret;
+	const char *user_agent;
+	int authorizer;             /* FCGI_ROLE=AUTHORIZER */
+	char *body;                 /* owned */
+	size_t body_len;
+	struct timespec start;
+};
+
+struct http_header {
+	const char *name;           /* static string */
+	char value[HTTP_HEADER_VALUE_MAX];
+};
+
+/* One response under construction; freed by response_free(). */
+struct response {
+	int status;
+	struct json_obj *json;      /* body; error replies add to it */
+	struct json_obj *fields;    /* per-field validation problems */
+	struct http_header headers[HTTP_MAX_HEADERS];
+	unsigned nheaders;
+	long retry_after;           /* seconds; > 0 adds Retry-After */
+	int token_presented;        /* a 401 then says error="invalid_token" */
+	int no_body;                /* authorizer allow: headers only */
+};
+
+/* Reason phrase for a status code ("OK", "Not Found", ...). */
+const char *http_status_text(int status);
+
+/* Method from its name; HTTP_OTHER for anything unknown. */
+enum http_method http_method_parse(const char *name);
+const char *http_method_name(enum http_method m);
+
+/*
+ * Add a header; value is formatted with snprintf. KG_ESYS when the header
+ * table is full or the value would be truncated: never send half a header.
+ */
+enum kg_err http_header_add(struct response *resp, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4))) KG_MUSTCHECK;
+
+/*
+ * Extract the credential from an Authorization header value. Only the
+ * Bearer scheme (any case) is accepted; *token points into hdr.
+ * KG_EINPUT on any other scheme or an empty credential.
+ */
+enum kg_err http_bearer(const char *hdr, const char **token) KG_MUSTCHECK;
+
+/*
+ * 1 when the query string carries a parameter whose name is one that holds
+ * credentials (key, secret, token, access_token, api_key, password).
+ */
+int http_query_has_credentials(const char *query);
+
+/* Is this Content-Type application/json (parameters allowed)? */
+int http_is_json(const char *content_type);
+
+/* Compute req->path from REQUEST_URI (or SCRIPT_NAME + PATH_INFO), minus base. */
+enum kg_err http_route_path(struct request *req, const char *request_uri,
+    const char *script_name, const char *path_info, const char *base) KG_MUSTCHECK;
+
+void request_free(struct request *req);
+void response_free(struct response *resp);
+
+#endif

@@ -1,0 +1,29 @@
+#include "kg.h"
+
+static const char *const kg_errtext[KG_ERR__MAX] = {
+	[KG_OK] = "success",
+	[KG_ENOMEM] = "out of memory",
+	[KG_EINPUT] = "invalid request",
+	[KG_EJSON] = "invalid JSON",
+	[KG_EAUTH] = "invalid credentials",
+	[KG_ETOKEN] = "invalid token",
+	[KG_EFORBIDDEN] = "forbidden",
+	[KG_ENOTFOUND] = "not found",
+	[KG_EMETHOD] = "method not allowed",
+	[KG_EUSERNAME_TAKEN] = "username taken",
+	[KG_EEMAIL_TAKEN] = "email taken",
+	[KG_ETOOLARGE] = "payload too large",
+	[KG_EMEDIA] = "unsupported media type",
+	[KG_ETHROTTLED] = "too many requests",
+	[KG_EDB] = "database unavailable",
+	[KG_ESYS] = "internal error",
+	[KG_ECONFIG] = "configuration error",
+};
+
+const char *
+kg_strerror(enum kg_err err)
+{
+	if ((unsigned)err >= KG_ERR__MAX || kg_errtext[err] == NULL)
+		return "unknown error";
+	return kg_errtext[err];
+}

@@ -1,0 +1,36 @@
+/*
+ * keygate: the one error vocabulary shared by every module.
+ * Functions return enum kg_err; results come back through out-parameters.
+ */
+#ifndef KG_H
+#define KG_H
+
+#include <stddef.h>
+
+#define KG_MUSTCHECK __attribute__((warn_unused_result))
+
+enum kg_err {
+	KG_OK = 0,
+	KG_ENOMEM,        /* allocation failed */
+	KG_EINPUT,        /* request failed validation (400 invalid_request) */
+	KG_EJSON,         /* body is not acceptable JSON (400 invalid_json) */
+	KG_EAUTH,         /* wrong username/password (401 invalid_credentials) */
+	KG_ETOKEN,        /* missing, malformed, unknown, expired token (401) */
+	KG_EFORBIDDEN,    /* caller may not do this (403) */
+	KG_ENOTFOUND,     /* no such route or object (404) */
+	KG_EMETHOD,       /* route exists, method does not (405) */
+	KG_EUSERNAME_TAKEN, /* 409 */
+	KG_EEMAIL_TAKEN,  /* 409 */
+	KG_ETOOLARGE,     /* body over max_body (413) */
+	KG_EMEDIA,        /* body is not application/json (415) */
+	KG_ETHROTTLED,    /* too many attempts (429) */
+	KG_EDB,           /* database unreachable or failed (503) */
+	KG_ESYS,          /* anything else (500) */
+	KG_ECONFIG,       /* configuration error (start-up, check-config) */
+	KG_ERR__MAX
+};
+
+/* Short English text for an error code; never NULL, static storage. */
+const char *kg_strerror(enum kg_err err);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * keygate: command line. serve | migrate | check-config; nothing else here.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conf.h"
+#include "db.h"
+#include "log.h"
+#include "master.h"
+#include "migrate.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: keygate [-c file] [command]\n"
+	    "commands:\n"
+	    "  serve          run the FastCGI worker pool (default)\n"
+	    "  migrate        apply pending database migrations\n"
+	    "  check-config   validate the configuration and exit (-v: print it)\n"
+	    "The configuration file is -c, else $KEYGATE_CONFIG, else %s.\n"
+	    "Any key can be overridden by the environment variable KEYGATE_<KEY>.\n",
+	    conf_path(NULL));
+}
+
+/*
+ * The default file may be absent (everything from the environment); a file
+ * named explicitly must exist.
+ */
+static const char *
+main_conf_file(const char *arg)
+{
+	const char *path = conf_path(arg);
+
+	if (arg == NULL && getenv("KEYGATE_CONFIG") == NULL && access(path, F_OK) != 0)
+		return NULL;
+	return path;
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *arg_conf = NULL, *file, *cmd;
+	struct conf c;
+	char err[1024];
+	int ch, verbose = 0;
+
+	while ((ch = getopt(argc, argv, "c:hvV")) != -1) {
+		switch (ch) {
+		case 'c':
+			arg_conf = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'V':
+			printf("keygate %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	cmd = optind < argc ? argv[optind] : "serve";
+	if (optind + 1 < argc) {
+		usage(stderr);
+		return 1;
+	}
+	file = main_conf_file(arg_conf);
+	if (conf_load(file, &c, err, sizeof(err)) != KG_OK) {
+		fprintf(stderr, "keygate: %s\n", err);
+		return 1;
+	}
+	if (log_setup(c.log_target, c.log_level) != 0) {
+		fprintf(stderr, "keygate: bad log settings\n");
+		return 1;
+	}
+	if (strcmp(cmd, "check-config") == 0) {
+		if (verbose)
+			conf_dump(&c);
+		printf("keygate: configuration %s is valid\n", file ? file : "(defaults and environment)");
+		return 0;
+	}
+	if (strcmp(cmd, "migrate") == 0) {
+		db_configure(&c);
+		return migrate_run(&c) == KG_OK ? 0 : 2;
+	}
+	if (strcmp(cmd, "serve") == 0)
+		return master_run(file, &c);
+	fprintf(stderr, "keygate: unknown command %s\n", cmd);
+	usage(stderr);
+	return 1;
+}

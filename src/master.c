@@ -1,0 +1,558 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "auth.h"
+#include "conf.h"
+#include "db.h"
+#include "fcgi.h"
+#include "log.h"
+#include "master.h"
+#include "password.h"
+#include "scoreboard.h"
+
+#define CRASH_WINDOW_MS 2000
+#define BACKOFF_MAX_MS 10000
+
+struct worker {
+	pid_t pid;
+	int slot;
+	unsigned gen;
+	long long started_ms;
+	int retiring;
+};
+
+static volatile sig_atomic_t worker_stop;
+static struct worker pool[SCOREBOARD_MAX];
+static unsigned pool_gen;
+static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void
+worker_on_term(int sig)
+{
+	(void)sig;
+	worker_stop = 1;
+	fcgi_shutdown_pending();
+}
+
+/* Apply the parts of c that the request path uses. */
+static enum kg_err
+master_apply(const struct conf *c)
+{
+	struct password_params pp = {
+		.memory_kib = (uint32_t)c->argon2_memory,
+		.iterations = (uint32_t)c->argon2_iterations,
+		.parallelism = (uint32_t)c->argon2_parallelism,
+		.min_length = (unsigned)c->password_min_length,
+		.common_path = c->common_passwords,
+	};
+	enum kg_err err;
+
+	if (log_setup(c->log_target, c->log_level) != 0)
+		return KG_ECONFIG;
+	if ((err = api_configure(c)) != KG_OK) {
+		log_error("status_allow: not a list of addresses or CIDR networks");
+		return err;
+	}
+	if ((err = password_init(&pp)) != KG_OK) {
+		log_error("passwords: cannot initialise (common_passwords = %s): %s",
+		    c->common_passwords, kg_strerror(err));
+		return err;
+	}
+	auth_configure(c);
+	db_configure(c);
+	return KG_OK;
+}
+
+/* Is fd a listening socket? */
+static int
+is_listener(int fd)
+{
+	struct stat st;
+	int on = 0;
+	socklen_t len = sizeof(on);
+
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+static int
+listen_unix(const struct conf *c)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd = -1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(c->listen) >= sizeof(sa.sun_path)) {
+		log_error("listen: path too long: %s", c->listen);
+		return -1;
+	}
+	memcpy(sa.sun_path, c->listen, strlen(c->listen) + 1);
+	if (lstat(c->listen, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_error("listen: %s exists and is not a socket", c->listen);
+			return -1;
+		}
+		(void)unlink(c->listen);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		log_warn("socket");
+		return -1;
+	}
+	/* Never world-accessible, not even between bind and chmod. */
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	(void)umask(old);
+	if (rc != 0) {
+		log_warn("bind %s", c->listen);
+		goto fail;
+	}
+	if (chmod(c->listen, c->listen_mode & 0770) != 0) {
+		log_warn("chmod %s", c->listen);
+		goto fail;
+	}
+	if (c->listen_group[0] != '\0') {
+		struct group *gr = getgrnam(c->listen_group);
+		if (gr == NULL || chown(c->listen, (uid_t)-1, gr->gr_gid) != 0) {
+			log_error("listen_group: cannot give %s to group %s", c->listen, c->listen_group);
+			goto fail;
+		}
+	}
+	(void)snprintf(unix_path, sizeof(unix_path), "%s", c->listen);
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static int
+listen_inet(const struct conf *c)
+{
+	char host[256];
+	const char *port, *colon = strrchr(c->listen, ':');
+	struct addrinfo hints, *res = NULL, *ai;
+	int fd = -1, on = 1, rc;
+	size_t hlen;
+
+	if (colon == NULL) {
+		log_error("listen: expected a path or host:port, got %s", c->listen);
+		return -1;
+	}
+	hlen = (size_t)(colon - c->listen);
+	if (hlen >= sizeof(host))
+		return -1;
+	memcpy(host, c->listen, hlen);
+	host[hlen] = '\0';
+	if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+		memmove(host, host + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+	}
+	port = colon + 1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res)) != 0) {
+		log_error("listen %s: %s", c->listen, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		log_warn("bind %s", c->listen);
+	freeaddrinfo(res);
+	return fd;
+}
+
+/*
+ * Put the listening socket on fd 0, where libfcgi looks for it: inherited
+ * on fd 0 (spawn-fcgi, mod_fcgid, lighttpd bin-path, systemd
+ * StandardInput=socket), passed by systemd as LISTEN_FDS, or bound here.
+ */
+static int
+master_listen(const struct conf *c)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int fd;
+
+	if (is_listener(0)) {
+		log_info("listening on the inherited socket (fd 0)");
+		return 0;
+	}
+	if (pid != NULL && fds != NULL && atol(pid) == (long)getpid() && atoi(fds) >= 1) {
+		if (!is_listener(3) || dup2(3, 0) < 0) {
+			log_error("LISTEN_FDS: fd 3 is not a listening socket");
+			return -1;
+		}
+		close(3);
+		(void)unsetenv("LISTEN_PID");
+		(void)unsetenv("LISTEN_FDS");
+		(void)unsetenv("LISTEN_FDNAMES");
+		log_info("listening on the socket passed by systemd");
+		return 0;
+	}
+	fd = (c->listen[0] == '/' || c->listen[0] == '.') ? listen_unix(c) : listen_inet(c);
+	if (fd < 0)
+		return -1;
+	if (listen(fd, c->backlog) != 0) {
+		log_warn("listen %s", c->listen);
+		close(fd);
+		return -1;
+	}
+	if (dup2(fd, 0) < 0) {
+		log_warn("dup2");
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	log_info("listening on %s", c->listen);
+	return 0;
+}
+
+/* As root with `user` set: give up root for good (slowcgi, kfcgi). */
+static int
+master_drop_privileges(const struct conf *c)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || c->user[0] == '\0')
+		return 0;
+	if ((pw = getpwnam(c->user)) == NULL) {
+		log_error("user: no such user %s", c->user);
+		return -1;
+	}
+	if (unix_path[0] != '\0' && c->listen_group[0] == '\0' &&
+	    chown(unix_path, pw->pw_uid, pw->pw_gid) != 0)
+		log_warn("chown %s", unix_path);
+	if (setgroups(1, &pw->pw_gid) != 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
+		log_warn("cannot drop privileges to %s", c->user);
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		log_error("privileges were not dropped");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+worker_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	/* No SA_RESTART: a blocked accept() must return so the worker can exit. */
+	sa.sa_handler = worker_on_term;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	(void)sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	(void)sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int
+worker_main(const struct conf *c, int slot)
+{
+	long served;
+
+	worker_signals();
+	scoreboard_attach(slot);
+	if (fcgi_init() != KG_OK) {
+		log_error("FCGX_Init failed");
+		return 1;
+	}
+	/* Connect now so the first request does not pay for it; failure is retried later. */
+	if (db_ready() != KG_OK)
+		log_warnx("database not reachable yet; requests get 503 until it is");
+	served = fcgi_serve(c, &worker_stop);
+	log_debug("worker exiting after %ld requests", served);
+	db_close();
+	return 0;
+}
+
+static int
+master_spawn(const struct conf *c)
+{
+	pid_t parent = getpid(), pid;
+	int i, slot;
+
+	for (i = 0; i < SCOREBOARD_MAX && pool[i].pid != 0; i++)
+		;
+	if (i == SCOREBOARD_MAX)
+		return -1;
+	/* Claim the slot before forking so the child knows it at once. */
+	if ((slot = scoreboard_claim(parent)) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		log_warn("fork");
+		scoreboard_release(slot);
+		return -1;
+	}
+	if (pid == 0) {
+		/* Never outlive the master, even if it is killed with SIGKILL. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+			_exit(1);
+		_exit(worker_main(c, slot));
+	}
+	scoreboard_set_pid(slot, pid);
+	pool[i].pid = pid;
+	pool[i].slot = slot;
+	pool[i].gen = pool_gen;
+	pool[i].started_ms = scoreboard_now_ms();
+	pool[i].retiring = 0;
+	return 0;
+}
+
+static void
+master_signal_all(int sig)
+{
+	int i;
+
+	for (i = 0; i < SCOREBOARD_MAX; i++)
+		if (pool[i].pid != 0)
+			(void)kill(pool[i].pid, sig);
+}
+
+/* Reap exited workers; returns 1 if one crashed soon after starting. */
+static int
+master_reap(int shutting_down)
+{
+	int status, crashed = 0, i;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < SCOREBOARD_MAX && pool[i].pid != pid; i++)
+			;
+		if (i == SCOREBOARD_MAX)
+			continue;
+		scoreboard_release(pool[i].slot);
+		if (WIFSIGNALED(status)) {
+			log_warnx("worker %ld killed by signal %d (%s)", (long)pid, WTERMSIG(status),
+			    strsignal(WTERMSIG(status)));
+		} else if (WEXITSTATUS(status) != 0)
+			log_warnx("worker %ld exited with status %d", (long)pid, WEXITSTATUS(status));
+		else
+			log_debug("worker %ld exited", (long)pid);
+		if ((WIFSIGNALED(status) || WEXITSTATUS(status) != 0) && !shutting_down &&
+		    !pool[i].retiring) {
+			if (scoreboard_now_ms() - pool[i].started_ms < CRASH_WINDOW_MS)
+				crashed = 1;
+			scoreboard_respawned();
+		}
+		memset(&pool[i], 0, sizeof(pool[i]));
+	}
+	return crashed;
+}
+
+static int
+master_count(int current_gen, int retiring)
+{
+	int i, n = 0;
+
+	for (i = 0; i < SCOREBOARD_MAX; i++)
+		if (pool[i].pid != 0 && pool[i].retiring == retiring &&
+		    (current_gen < 0 || (pool[i].gen == pool_gen) == current_gen))
+			n++;
+	return n;
+}
+
+/* Stop one worker gracefully: old generation first. */
+static void
+master_retire_one(int old_gen_only)
+{
+	int i;
+
+	for (i = 0; i < SCOREBOARD_MAX; i++)
+		if (pool[i].pid != 0 && !pool[i].retiring && (!old_gen_only || pool[i].gen != pool_gen)) {
+			pool[i].retiring = 1;
+			(void)kill(pool[i].pid, SIGTERM);
+			return;
+		}
+}
+
+static void
+master_kill_stuck(const struct conf *c)
+{
+	long long now = scoreboard_now_ms();
+	int i;
+
+	for (i = 0; i < SCOREBOARD_MAX; i++) {
+		long long since;
+
+		if (pool[i].pid == 0)
+			continue;
+		since = scoreboard_busy_since(pool[i].slot);
+		if (since != 0 && now - since > (long long)c->request_timeout * 1000) {
+			log_warnx("worker %ld stuck in one request for over %ds: killing it",
+			    (long)pool[i].pid, c->request_timeout);
+			(void)kill(pool[i].pid, SIGKILL);
+		}
+	}
+}
+
+static void
+master_reload(const char *conf_file, struct conf *c)
+{
+	struct conf next;
+	char err[512];
+
+	if (conf_load(conf_file, &next, err, sizeof(err)) != KG_OK) {
+		log_error("reload failed, keeping the old configuration: %s", err);
+		return;
+	}
+	if (strcmp(next.listen, c->listen) != 0 || next.backlog != c->backlog ||
+	    strcmp(next.user, c->user) != 0)
+		log_warnx("reload: listen, backlog and user change only on restart");
+	memcpy(next.listen, c->listen, sizeof(next.listen));
+	next.backlog = c->backlog;
+	memcpy(next.user, c->user, sizeof(next.user));
+	if (master_apply(&next) != KG_OK) {
+		log_error("reload failed, keeping the old configuration");
+		if (master_apply(c) != KG_OK)
+			log_error("cannot restore the old configuration");
+		return;
+	}
+	*c = next;
+	pool_gen++;
+	log_info("configuration reloaded; replacing workers one at a time");
+}
+
+static int
+master_loop(const char *conf_file, struct conf *c)
+{
+	sigset_t set;
+	siginfo_t info;
+	struct timespec tick = { 0, 100 * 1000000 };
+	long long shutdown_deadline = 0, respawn_at = 0;
+	int backoff_ms = 0, shutting_down = 0, sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		long long now;
+
+		sig = sigtimedwait(&set, &info, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (!shutting_down) {
+				log_info("shutting down: draining workers");
+				shutting_down = 1;
+				shutdown_deadline = scoreboard_now_ms() + (long long)c->shutdown_timeout * 1000;
+				master_signal_all(SIGTERM);
+			}
+		} else if (sig == SIGHUP && !shutting_down)
+			master_reload(conf_file, c);
+		if (master_reap(shutting_down)) {
+			backoff_ms = backoff_ms == 0 ? 100 : backoff_ms * 2;
+			if (backoff_ms > BACKOFF_MAX_MS)
+				backoff_ms = BACKOFF_MAX_MS;
+			respawn_at = scoreboard_now_ms() + backoff_ms;
+			log_warnx("worker crashed soon after start; next respawn in %dms", backoff_ms);
+		}
+		now = scoreboard_now_ms();
+		if (shutting_down) {
+			if (master_count(-1, 0) + master_count(-1, 1) == 0)
+				return 0;
+			if (now > shutdown_deadline) {
+				log_warnx("shutdown_timeout passed: killing remaining workers");
+				master_signal_all(SIGKILL);
+				shutdown_deadline = now + 60000;
+			}
+			continue;
+		}
+		master_kill_stuck(c);
+		/* Keep `workers` live workers; spare a moment after a crash. */
+		if (now >= respawn_at) {
+			while (master_count(-1, 0) < c->workers)
+				if (master_spawn(c) != 0)
+					break;
+			if (backoff_ms > 0 && now - respawn_at > CRASH_WINDOW_MS)
+				backoff_ms = 0;
+		}
+		/* Rolling replacement after a reload: one old worker at a time. */
+		if (master_count(-1, 1) == 0) {
+			if (master_count(0, 0) > 0) {
+				if (master_count(-1, 0) <= c->workers && master_spawn(c) != 0)
+					continue;
+				master_retire_one(1);
+			} else if (master_count(-1, 0) > c->workers)
+				master_retire_one(0);
+		}
+	}
+}
+
+int
+master_run(const char *conf_file, struct conf *c)
+{
+	sigset_t set;
+	int rc = 1;
+
+	if (master_apply(c) != KG_OK)
+		return 1;
+	if (master_listen(c) != 0)
+		return 1;
+	if (master_drop_privileges(c) != 0)
+		goto out;
+	if (scoreboard_init(c->workers == 1 ? 1 : SCOREBOARD_MAX) != KG_OK) {
+		log_warn("scoreboard");
+		goto out;
+	}
+	if (c->workers == 1) {
+		/* mod_fcgid sends one request at a time to each process: no master needed. */
+		int slot = scoreboard_claim(getpid());
+		log_info("serving in single-process mode");
+		rc = worker_main(c, slot);
+		goto out;
+	}
+	/* The master handles its signals synchronously in master_loop. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	(void)sigprocmask(SIG_BLOCK, &set, NULL);
+	(void)signal(SIGPIPE, SIG_IGN);
+	log_info("starting %d workers", c->workers);
+	rc = master_loop(conf_file, c);
+	log_info("stopped");
+out:
+	if (unix_path[0] != '\0')
+		(void)unlink(unix_path);
+	return rc;
+}

@@ -1,0 +1,63 @@
+/*
+ * password: NFKC normalisation, the password policy and Argon2id hashing.
+ * The only includer of argon2.h and of libunistring's headers.
+ */
+#ifndef PASSWORD_H
+#define PASSWORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kg.h"
+
+#define PASSWORD_MAX_BYTES 1024   /* refused before any other work */
+#define PASSWORD_MAX_CHARS 128    /* code points after NFKC */
+#define PASSWORD_MIN_FLOOR 8      /* password_min_length is never below this */
+#define PASSWORD_HASH_MAX 256     /* room for an encoded PHC string */
+
+struct password_params {
+	uint32_t memory_kib;     /* argon2 m */
+	uint32_t iterations;     /* argon2 t */
+	uint32_t parallelism;    /* argon2 p */
+	unsigned min_length;     /* code points, >= PASSWORD_MIN_FLOOR */
+	const char *common_path; /* list of common passwords, one per line; NULL or "" = none */
+};
+
+/*
+ * Set parameters, load the common-password list and make the dummy hash
+ * used to equalise timing for unknown users. Call once per process (again
+ * on reload). KG_ECONFIG when the list cannot be read, KG_ESYS on hashing
+ * failure.
+ */
+enum kg_err password_init(const struct password_params *p) KG_MUSTCHECK;
+
+/* Free what password_init loaded. */
+void password_shutdown(void);
+
+/*
+ * Normalise in (len bytes) to NFKC into a fresh NUL-terminated buffer *out
+ * (caller frees with crypto_free_secret). KG_EINPUT when in is over
+ * PASSWORD_MAX_BYTES, not valid UTF-8, or contains U+0000.
+ */
+enum kg_err password_normalize(const char *in, size_t len, char **out, size_t *outlen) KG_MUSTCHECK;
+
+/*
+ * Check a normalised password against the policy. Returns NULL when
+ * acceptable, else one of the static reasons "too_short", "too_long",
+ * "too_common", "contains_username". username may be NULL.
+ */
+const char *password_check_policy(const char *pw, size_t len, const char *username);
+
+/* Argon2id hash of pw as a PHC string into out (outsz >= PASSWORD_HASH_MAX). */
+enum kg_err password_hash(const char *pw, size_t len, char *out, size_t outsz) KG_MUSTCHECK;
+
+/* KG_OK when pw matches hash, KG_EAUTH when not (or hash unparsable). */
+enum kg_err password_verify(const char *hash, const char *pw, size_t len) KG_MUSTCHECK;
+
+/* Spend the same time as password_verify against a real hash; always KG_EAUTH. */
+enum kg_err password_verify_dummy(const char *pw, size_t len) KG_MUSTCHECK;
+
+/* 1 when hash was made with other parameters than the current ones. */
+int password_needs_rehash(const char *hash);
+
+#endif
