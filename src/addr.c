@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -96,4 +97,55 @@ addr_list_match(const struct addr_list *l, const char *ip)
 		if (addr_net_contains(&l->nets[i], family, bytes))
 			return 1;
 	return 0;
+}
+
+/* Copy the address in s[0..len) without surrounding blanks; 0 when it parses. */
+static int
+addr_take(const char *s, size_t len, char *out, size_t outsz)
+{
+	unsigned char bytes[16];
+	int family;
+
+	while (len > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		len--;
+	}
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= outsz)
+		return -1;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return addr_parse(out, &family, bytes);
+}
+
+void
+addr_client(const char *remote, const char *xff, const struct addr_list *trusted, char *out,
+    size_t outsz)
+{
+	char cand[64];
+	const char *end;
+
+	if (outsz == 0)
+		return;
+	out[0] = '\0';
+	if (remote == NULL || addr_take(remote, strlen(remote), out, outsz) != 0) {
+		out[0] = '\0';
+		return;
+	}
+	if (xff == NULL || !addr_list_match(trusted, out))
+		return;
+	end = xff + strlen(xff);
+	while (end > xff) {
+		const char *start = end;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		if (addr_take(start, (size_t)(end - start), cand, sizeof(cand)) != 0)
+			return; /* garbage: stop at the last address we could trust */
+		(void)snprintf(out, outsz, "%s", cand);
+		if (!addr_list_match(trusted, cand))
+			return;
+		end = start > xff ? start - 1 : start;
+	}
 }

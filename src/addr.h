@@ -4,6 +4,8 @@
 #ifndef ADDR_H
 #define ADDR_H
 
+#include <stddef.h>
+
 #include "kg.h"
 
 #define ADDR_LIST_MAX 64
@@ -24,5 +26,13 @@ enum kg_err addr_list_parse(const char *spec, struct addr_list *out) KG_MUSTCHEC
 
 /* 1 when the textual address ip lies in one of the networks of l, else 0. */
 int addr_list_match(const struct addr_list *l, const char *ip);
+
+/*
+ * The client's address: remote, unless remote is a trusted proxy; then the
+ * right-most address of X-Forwarded-For that is not a trusted proxy (or the
+ * left-most, when all are). Writes "" for no usable address.
+ */
+void addr_client(const char *remote, const char *xff, const struct addr_list *trusted,
+    char *out, size_t outsz);
 
 #endif

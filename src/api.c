@@ -16,11 +16,41 @@
 #define API_UA_MAX 255
 
 static struct addr_list api_status_allow;
+static struct addr_list api_trusted_proxies;
 
 enum kg_err
 api_configure(const struct conf *c)
 {
-	return addr_list_parse(c->status_allow, &api_status_allow);
+	enum kg_err err;
+
+	if ((err = addr_list_parse(c->status_allow, &api_status_allow)) != KG_OK)
+		return err;
+	return addr_list_parse(c->trusted_proxies, &api_trusted_proxies);
+}
+
+/* Who is asking, for throttling, sessions and the audit trail. */
+struct api_client {
+	struct auth_client cl;
+	char ip[64];
+	char ua[API_UA_MAX + 1];
+};
+
+static struct auth_client *
+api_client(const struct request *req, struct api_client *ac)
+{
+	size_t i;
+	const char *ua = req->user_agent;
+
+	memset(ac, 0, sizeof(*ac));
+	addr_client(req->remote_addr, req->forwarded_for, &api_trusted_proxies, ac->ip,
+	    sizeof(ac->ip));
+	/* Fit for a text column and a log: printable ASCII, bounded. */
+	for (i = 0; ua != NULL && ua[i] != '\0' && i < API_UA_MAX; i++)
+		ac->ua[i] = (ua[i] >= 0x20 && ua[i] < 0x7f) ? ua[i] : '?';
+	ac->ua[i] = '\0';
+	ac->cl.ip = ac->ip;
+	ac->cl.user_agent = ac->ua;
+	return &ac->cl;
 }
 
 #define NFIELDS(f) (sizeof(f) / sizeof((f)[0]))
@@ -74,17 +104,6 @@ api_set_scopes(struct json_obj *o, const struct auth_session *s)
 	json_set_strv(o, "scopes", v, s->nscopes);
 }
 
-/* A User-Agent fit for a text column: printable ASCII, bounded. */
-static void
-api_clean_ua(const char *ua, char *out, size_t outsz)
-{
-	size_t i;
-
-	for (i = 0; ua != NULL && ua[i] != '\0' && i + 1 < outsz && i < API_UA_MAX; i++)
-		out[i] = (ua[i] >= 0x20 && ua[i] < 0x7f) ? ua[i] : '?';
-	out[i] = '\0';
-}
-
 static struct json_obj *
 api_ok(struct response *resp, int status)
 {
@@ -124,13 +143,16 @@ api_join(struct request *req, struct response *resp)
 	};
 	struct json_value v[NFIELDS(fields)];
 	struct auth_field_error fe = { NULL, NULL };
+	struct api_client ac;
+	struct auth_client *cl = api_client(req, &ac);
 	long long user_id = 0;
 	enum kg_err err;
 
 	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
 		return err;
 	err = auth_register(v[0].str, v[2].present ? v[2].str : NULL, v[1].str, v[1].len,
-	    &user_id, &fe);
+	    cl, &user_id, &fe);
+	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
 	if (err == KG_OK)
@@ -166,7 +188,8 @@ api_login(struct request *req, struct response *resp)
 	};
 	struct json_value v[NFIELDS(fields)];
 	struct auth_issued issued;
-	char ua[API_UA_MAX + 1];
+	struct api_client ac;
+	struct auth_client *cl = api_client(req, &ac);
 	char token[TOKEN_LEN + 1];
 	struct json_obj *o;
 	enum kg_err err;
@@ -197,9 +220,9 @@ api_login(struct request *req, struct response *resp)
 		api_field_error(resp, "scopes", "invalid");
 	if (resp->fields != NULL)
 		goto out;
-	api_clean_ua(req->user_agent, ua, sizeof(ua));
 	err = auth_login(v[0].str, v[1].str, v[1].len, v[2].boolean,
-	    (const char *const *)v[3].strv, v[3].n, req->remote_addr, ua, &issued);
+	    (const char *const *)v[3].strv, v[3].n, cl, &issued);
+	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT)
 		api_field_error(resp, "password", "too_long");
 	if (err != KG_OK)
@@ -235,6 +258,7 @@ api_logout(struct request *req, struct response *resp)
 	};
 	struct json_value v[NFIELDS(fields)];
 	struct auth_session s;
+	struct api_client ac;
 	long removed = 0;
 	enum kg_err err;
 
@@ -247,7 +271,7 @@ api_logout(struct request *req, struct response *resp)
 		json_set_bool(resp->json, "key_removed", 0);
 	}
 	if (err == KG_OK)
-		err = auth_logout(&s, v[2].boolean, &removed);
+		err = auth_logout(&s, v[2].boolean, api_client(req, &ac), &removed);
 	if (err == KG_OK) {
 		if (v[2].boolean)
 			json_set_int(api_ok(resp, 200), "keys_removed", removed);
@@ -324,11 +348,12 @@ enum kg_err
 api_session_delete(struct request *req, struct response *resp)
 {
 	struct auth_session s;
+	struct api_client ac;
 	enum kg_err err;
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
-	if ((err = auth_revoke(s.user_id, req->path_param)) != KG_OK)
+	if ((err = auth_revoke(s.user_id, s.username, req->path_param, api_client(req, &ac))) != KG_OK)
 		return err;
 	json_set_bool(api_ok(resp, 200), "key_removed", 1);
 	return KG_OK;
@@ -344,6 +369,8 @@ api_password(struct request *req, struct response *resp)
 	struct json_value v[NFIELDS(fields)];
 	struct auth_field_error fe = { NULL, NULL };
 	struct auth_session s;
+	struct api_client ac;
+	struct auth_client *cl = api_client(req, &ac);
 	long revoked = 0;
 	enum kg_err err;
 
@@ -352,7 +379,8 @@ api_password(struct request *req, struct response *resp)
 	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
 		return err;
 	err = auth_change_password(s.user_id, v[0].str, v[0].len, v[1].str, v[1].len, s.key,
-	    &revoked, &fe);
+	    cl, &revoked, &fe);
+	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
 	if (err == KG_OK)

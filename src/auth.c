@@ -14,7 +14,8 @@ static struct {
 	int max_tokens;
 	int idle, lifetime;
 	int remember_idle, remember_lifetime;
-} auth_conf = { 60, 10, 1800, 43200, 604800, 2592000 };
+	struct db_throttle_rule user, addr, join;
+} auth_conf;
 
 void
 auth_configure(const struct conf *c)
@@ -25,6 +26,28 @@ auth_configure(const struct conf *c)
 	auth_conf.lifetime = c->token_lifetime;
 	auth_conf.remember_idle = c->remember_idle_timeout;
 	auth_conf.remember_lifetime = c->remember_lifetime;
+	auth_conf.user = (struct db_throttle_rule){ c->login_failure_window, c->login_max_failures,
+		c->login_delay, c->login_max_delay };
+	/* Past the per-address limit an address waits out the window. */
+	auth_conf.addr = (struct db_throttle_rule){ c->login_failure_window,
+		c->login_max_per_address, c->login_failure_window, c->login_failure_window };
+	auth_conf.join = (struct db_throttle_rule){ 3600, c->join_max_per_address, 3600, 3600 };
+}
+
+void
+auth_event(const char *event, long long user_id, const char *username,
+    const struct auth_client *cl)
+{
+	const char *ip = cl != NULL && cl->ip != NULL && cl->ip[0] != '\0' ? cl->ip : NULL;
+
+	if (db_event_insert(event, user_id, username, ip, cl != NULL ? cl->user_agent : NULL) != KG_OK)
+		log_warnx("audit: could not record %s", event);
+}
+
+static int
+auth_has_ip(const struct auth_client *cl)
+{
+	return cl != NULL && cl->ip != NULL && cl->ip[0] != '\0';
 }
 
 static int
@@ -199,10 +222,11 @@ out:
 
 enum kg_err
 auth_register(const char *username, const char *email, const char *password, size_t pwlen,
-    long long *user_id, struct auth_field_error *fe)
+    struct auth_client *cl, long long *user_id, struct auth_field_error *fe)
 {
 	char hash[PASSWORD_HASH_MAX];
 	enum kg_err err;
+	int reserved = 0;
 
 	fe->field = NULL;
 	fe->reason = NULL;
@@ -216,10 +240,21 @@ auth_register(const char *username, const char *email, const char *password, siz
 		fe->reason = "invalid";
 		return KG_EINPUT;
 	}
+	/* Counted before hashing: a flood of registrations costs no Argon2 time. */
+	if (auth_has_ip(cl)) {
+		err = db_throttle_reserve("join", cl->ip, &auth_conf.join, &cl->retry_after);
+		if (err != KG_OK)
+			return err;
+		reserved = 1;
+	}
 	err = auth_new_password("password", username, password, pwlen, hash, sizeof(hash), fe);
-	if (err != KG_OK)
-		return err;
-	return db_user_insert(username, email, hash, user_id);
+	if (err == KG_OK)
+		err = db_user_insert(username, email, hash, user_id);
+	if (err == KG_OK)
+		auth_event("join", *user_id, username, cl);
+	else if (reserved && db_throttle_release("join", cl->ip, (int)auth_conf.join.max) != KG_OK)
+		log_warnx("could not release a registration attempt");
+	return err;
 }
 
 enum kg_err
@@ -286,11 +321,39 @@ auth_scopes_literal(const char *const *scopes, size_t n, char *buf, size_t bufsz
 	return KG_OK;
 }
 
+/* The account's throttle key: the username without case, as typed (exists or not). */
+static void
+auth_subject(const char *username, char *out, size_t outsz)
+{
+	size_t i;
+
+	for (i = 0; username[i] != '\0' && i + 1 < outsz; i++)
+		out[i] = (username[i] >= 'A' && username[i] <= 'Z') ? (char)(username[i] + 32) : username[i];
+	out[i] = '\0';
+}
+
+/* Count this attempt against the address, then the account. */
+static enum kg_err
+auth_login_reserve(const char *subject, struct auth_client *cl)
+{
+	enum kg_err err;
+
+	if (auth_has_ip(cl) &&
+	    (err = db_throttle_reserve("addr", cl->ip, &auth_conf.addr, &cl->retry_after)) != KG_OK)
+		return err;
+	err = db_throttle_reserve("user", subject, &auth_conf.user, &cl->retry_after);
+	if (err != KG_OK && auth_has_ip(cl) &&
+	    db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK)
+		log_warnx("could not release a login attempt");
+	return err;
+}
+
 enum kg_err
 auth_login(const char *username, const char *password, size_t pwlen, int remember,
-    const char *const *scopes, size_t nscopes, const char *ip, const char *user_agent,
+    const char *const *scopes, size_t nscopes, struct auth_client *cl,
     struct auth_issued *out)
 {
+	char subject[DB_NAME_MAX * 4];
 	static const char *const all[] = { "*" };
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	char scopes_lit[DB_SCOPES_MAX];
@@ -300,8 +363,24 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	int attempt, collided = 1;
 
 	memset(out, 0, sizeof(*out));
-	if ((err = auth_check_password(username, password, pwlen, &u)) != KG_OK)
+	memset(&u, 0, sizeof(u));
+	if (pwlen > PASSWORD_MAX_BYTES)
+		return KG_EINPUT;
+	auth_subject(username, subject, sizeof(subject));
+	if ((err = auth_login_reserve(subject, cl)) != KG_OK) {
+		if (err == KG_ETHROTTLED)
+			auth_event("login_throttled", 0, username, cl);
 		return err;
+	}
+	err = auth_check_password(username, password, pwlen, &u);
+	if (err == KG_EAUTH)
+		auth_event("login_failed", u.id, username, cl);
+	if (err != KG_OK)
+		return err;
+	/* A success is not a failure: clear the account, give the address its attempt back. */
+	if (db_throttle_clear("user", subject) != KG_OK ||
+	    (auth_has_ip(cl) && db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK))
+		log_warnx("could not clear login attempts");
 	if (nscopes == 0) {
 		scopes = all;
 		nscopes = 1;
@@ -314,8 +393,8 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	nt.remember = remember;
 	nt.lifetime_s = remember ? auth_conf.remember_lifetime : auth_conf.lifetime;
 	nt.idle_s = remember ? auth_conf.remember_idle : auth_conf.idle;
-	nt.ip = ip;
-	nt.user_agent = user_agent;
+	nt.ip = auth_has_ip(cl) ? cl->ip : NULL;
+	nt.user_agent = cl != NULL ? cl->user_agent : NULL;
 	/* 128 random bits make a collision all but impossible; the unique key still decides. */
 	for (attempt = 0; attempt < 3 && collided; attempt++) {
 		if ((err = token_generate(&out->token)) != KG_OK)
@@ -334,6 +413,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		goto out;
 	out->user_id = u.id;
 	out->idle_timeout = nt.idle_s;
+	auth_event("login_ok", u.id, u.username, cl);
 out:
 	if (err != KG_OK)
 		auth_issued_wipe(out);
@@ -348,16 +428,23 @@ auth_issued_wipe(struct auth_issued *i)
 }
 
 enum kg_err
-auth_logout(const struct auth_session *s, int all, long *removed)
+auth_logout(const struct auth_session *s, int all, const struct auth_client *cl, long *removed)
 {
+	enum kg_err err;
+
 	*removed = 0;
 	if (all)
-		return db_token_delete_all(s->user_id, NULL, removed);
-	return db_token_delete(s->user_id, s->key, removed);
+		err = db_token_delete_all(s->user_id, NULL, removed);
+	else
+		err = db_token_delete(s->user_id, s->key, removed);
+	if (err == KG_OK)
+		auth_event(all ? "logout_all" : "logout", s->user_id, s->username, cl);
+	return err;
 }
 
 enum kg_err
-auth_revoke(long long user_id, const char *key)
+auth_revoke(long long user_id, const char *username, const char *key,
+    const struct auth_client *cl)
 {
 	long removed = 0;
 	enum kg_err err;
@@ -366,14 +453,31 @@ auth_revoke(long long user_id, const char *key)
 		return KG_ENOTFOUND;
 	if ((err = db_token_delete(user_id, key, &removed)) != KG_OK)
 		return err;
-	return removed == 1 ? KG_OK : KG_ENOTFOUND;
+	if (removed != 1)
+		return KG_ENOTFOUND;
+	auth_event("token_revoked", user_id, username, cl);
+	return KG_OK;
+}
+
+enum kg_err
+auth_set_disabled(const char *username, int disabled, const struct auth_client *cl)
+{
+	long long id = 0;
+	enum kg_err err;
+
+	if ((err = db_user_set_disabled(username, disabled, &id)) != KG_OK)
+		return err;
+	auth_event(disabled ? "user_disabled" : "user_enabled", id, username, cl);
+	return KG_OK;
 }
 
 enum kg_err
 auth_change_password(long long user_id, const char *current, size_t curlen, const char *newpw,
-    size_t newlen, const char *keep_key, long *revoked, struct auth_field_error *fe)
+    size_t newlen, const char *keep_key, struct auth_client *cl, long *revoked,
+    struct auth_field_error *fe)
 {
 	char hash[PASSWORD_HASH_MAX];
+	char name[DB_NAME_MAX], subject[DB_NAME_MAX * 4];
 	struct db_user u;
 	enum kg_err err;
 
@@ -387,10 +491,59 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 	}
 	if ((err = db_user_by_id(user_id, &u)) != KG_OK)
 		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
-	if ((err = auth_check_password(u.username, current, curlen, &u)) != KG_OK)
+	/* A stolen token must not become a way to guess the password. */
+	(void)snprintf(name, sizeof(name), "%s", u.username);
+	auth_subject(name, subject, sizeof(subject));
+	if ((err = auth_login_reserve(subject, cl)) != KG_OK)
 		return err;
+	if ((err = auth_check_password(name, current, curlen, &u)) != KG_OK) {
+		if (err == KG_EAUTH)
+			auth_event("login_failed", user_id, name, cl);
+		return err;
+	}
+	if (db_throttle_clear("user", subject) != KG_OK ||
+	    (auth_has_ip(cl) && db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK))
+		log_warnx("could not clear login attempts");
 	err = auth_new_password("new_password", u.username, newpw, newlen, hash, sizeof(hash), fe);
 	if (err != KG_OK)
 		return err;
-	return db_user_set_password(user_id, hash, keep_key, revoked);
+	if ((err = db_user_set_password(user_id, hash, keep_key, revoked)) != KG_OK)
+		return err;
+	auth_event("password_changed", user_id, u.username, cl);
+	return KG_OK;
+}
+
+enum kg_err
+auth_set_password(const char *username, const char *pw, size_t pwlen,
+    const struct auth_client *cl, long *revoked, struct auth_field_error *fe)
+{
+	char hash[PASSWORD_HASH_MAX];
+	struct db_user u;
+	enum kg_err err;
+
+	*revoked = 0;
+	fe->field = NULL;
+	fe->reason = NULL;
+	if ((err = db_user_by_name(username, &u)) != KG_OK)
+		return err;
+	err = auth_new_password("password", u.username, pw, pwlen, hash, sizeof(hash), fe);
+	if (err != KG_OK)
+		return err;
+	if ((err = db_user_set_password(u.id, hash, NULL, revoked)) != KG_OK)
+		return err;
+	auth_event("password_changed", u.id, u.username, cl);
+	return KG_OK;
+}
+
+enum kg_err
+auth_revoke_all(long long user_id, const char *username, const struct auth_client *cl,
+    long *revoked)
+{
+	enum kg_err err;
+
+	if ((err = db_token_delete_all(user_id, NULL, revoked)) != KG_OK)
+		return err;
+	if (*revoked > 0)
+		auth_event("token_revoked", user_id, username, cl);
+	return KG_OK;
 }

@@ -34,6 +34,13 @@ struct auth_issued {
 	int idle_timeout;
 };
 
+/* Who is asking: recorded with tokens and audit events, used for throttling. */
+struct auth_client {
+	const char *ip;          /* may be NULL or "" (command line) */
+	const char *user_agent;  /* printable ASCII, may be NULL */
+	long retry_after;        /* out: seconds, with KG_ETHROTTLED */
+};
+
 /* Where a failed check went wrong, for the 400 "fields" map. */
 struct auth_field_error {
 	const char *field;   /* NULL when none */
@@ -67,7 +74,8 @@ enum kg_err auth_verify(const struct token *t, struct auth_session *s) KG_MUSTCH
 
 /* Register a user. KG_EINPUT with fe set; KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN. */
 enum kg_err auth_register(const char *username, const char *email, const char *password,
-    size_t pwlen, long long *user_id, struct auth_field_error *fe) KG_MUSTCHECK;
+    size_t pwlen, struct auth_client *cl, long long *user_id,
+    struct auth_field_error *fe) KG_MUSTCHECK;
 
 /*
  * Check username and password; the same cost and the same KG_EAUTH whether
@@ -77,22 +85,44 @@ enum kg_err auth_register(const char *username, const char *email, const char *p
 enum kg_err auth_check_password(const char *username, const char *password, size_t pwlen,
     struct db_user *u) KG_MUSTCHECK;
 
-/* Log in: check the password, then issue a token for that user. */
+/*
+ * Log in: count the attempt against the username and the client address
+ * (KG_ETHROTTLED without hashing anything when either is blocked), check the
+ * password, then issue a token for that user.
+ */
 enum kg_err auth_login(const char *username, const char *password, size_t pwlen, int remember,
-    const char *const *scopes, size_t nscopes, const char *ip, const char *user_agent,
+    const char *const *scopes, size_t nscopes, struct auth_client *cl,
     struct auth_issued *out) KG_MUSTCHECK;
 
 void auth_issued_wipe(struct auth_issued *i);
 
 /* Revoke the session's own token, or (all) every token of its user. */
-enum kg_err auth_logout(const struct auth_session *s, int all, long *removed) KG_MUSTCHECK;
+enum kg_err auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
+    long *removed) KG_MUSTCHECK;
 
 /* Revoke one of the user's tokens by key; KG_ENOTFOUND when not theirs. */
-enum kg_err auth_revoke(long long user_id, const char *key) KG_MUSTCHECK;
+enum kg_err auth_revoke(long long user_id, const char *username, const char *key,
+    const struct auth_client *cl) KG_MUSTCHECK;
 
 /* Change a password after checking the current one; revokes all tokens but keep_key. */
 enum kg_err auth_change_password(long long user_id, const char *current, size_t curlen,
-    const char *newpw, size_t newlen, const char *keep_key, long *revoked,
-    struct auth_field_error *fe) KG_MUSTCHECK;
+    const char *newpw, size_t newlen, const char *keep_key, struct auth_client *cl,
+    long *revoked, struct auth_field_error *fe) KG_MUSTCHECK;
+
+/* Admin: set a user's password without the current one; revokes all tokens. */
+enum kg_err auth_set_password(const char *username, const char *pw, size_t pwlen,
+    const struct auth_client *cl, long *revoked, struct auth_field_error *fe) KG_MUSTCHECK;
+
+/* Admin: revoke every token of a user. */
+enum kg_err auth_revoke_all(long long user_id, const char *username,
+    const struct auth_client *cl, long *revoked) KG_MUSTCHECK;
+
+/* Disable (all tokens stop working at once) or enable an account. */
+enum kg_err auth_set_disabled(const char *username, int disabled,
+    const struct auth_client *cl) KG_MUSTCHECK;
+
+/* Record an audit event (failures are logged, not returned). */
+void auth_event(const char *event, long long user_id, const char *username,
+    const struct auth_client *cl);
 
 #endif

@@ -69,6 +69,14 @@ static const struct conf_key conf_table[] = {
 	{ "remember_idle_timeout", CT_DURATION, O(remember_idle_timeout), 0, "7d", 1, 31536000, NULL },
 	{ "remember_lifetime", CT_DURATION, O(remember_lifetime), 0, "30d", 1, 31536000, NULL },
 	{ "touch_interval", CT_DURATION, O(touch_interval), 0, "60", 0, 86400, NULL },
+	{ "login_max_failures", CT_INT, O(login_max_failures), 0, "5", 1, 1000, NULL },
+	{ "login_failure_window", CT_DURATION, O(login_failure_window), 0, "15m", 1, 86400, NULL },
+	{ "login_delay", CT_DURATION, O(login_delay), 0, "30", 1, 86400, NULL },
+	{ "login_max_delay", CT_DURATION, O(login_max_delay), 0, "15m", 1, 86400, NULL },
+	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL },
+	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL },
+	{ "trusted_proxies", CT_STR, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
+	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_table) / sizeof(conf_table[0]))
@@ -247,6 +255,10 @@ conf_check(struct conf *c, char *err, size_t errsz)
 	}
 	if (c->base_path[0] != '\0' && c->base_path[0] != '/') {
 		(void)snprintf(err, errsz, "base_path must start with '/'");
+		return -1;
+	}
+	if (c->login_delay > c->login_max_delay) {
+		(void)snprintf(err, errsz, "login_delay must not exceed login_max_delay");
 		return -1;
 	}
 	if (c->listen[0] == '\0') {

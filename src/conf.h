@@ -49,6 +49,15 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
+	/* abuse resistance */
+	int login_max_failures;
+	int login_failure_window;         /* seconds */
+	int login_delay;                  /* seconds, first block */
+	int login_max_delay;              /* seconds */
+	int login_max_per_address;
+	int join_max_per_address;         /* per hour */
+	char trusted_proxies[CONF_STR_MAX];
+	int audit_retention;              /* seconds */
 };
 
 /*

@@ -13,6 +13,8 @@
 
 #define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
+#define THROTTLE_EXPIRED "t.window_start <= now() - make_interval(secs => $3)"
+#define THROTTLE_NEXT "(CASE WHEN " THROTTLE_EXPIRED " THEN 1 ELSE t.attempts + 1 END)"
 #define MIGRATE_LOCK_ID "7310413127405543"   /* arbitrary, fixed: "keygate migrate" */
 
 enum db_stmt {
@@ -30,6 +32,17 @@ enum db_stmt {
 	ST_TOKEN_DELETE,
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
+	ST_THROTTLE_RESERVE,
+	ST_THROTTLE_WAIT,
+	ST_THROTTLE_CLEAR,
+	ST_THROTTLE_RELEASE,
+	ST_EVENT_INSERT,
+	ST_USER_SET_DISABLED,
+	ST_USER_LIST,
+	ST_EVENTS,
+	ST_PRUNE_TOKENS,
+	ST_PRUNE_THROTTLE,
+	ST_PRUNE_EVENTS,
 	ST__MAX
 };
 
@@ -82,6 +95,56 @@ static const struct {
 	    " coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text"
 	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k")
 	    " ORDER BY k.last_used_at DESC, k.created_at DESC LIMIT 1000" },
+	/*
+	 * Count an attempt before the password is checked, and block once the
+	 * limit is reached, in one statement: concurrent guesses cannot overrun
+	 * it. No row comes back while the subject is blocked. $3 window, $4
+	 * limit, $5 first delay, $6 longest delay (seconds); the delay doubles
+	 * with each attempt past the limit.
+	 */
+	[ST_THROTTLE_RESERVE] = { "throttle_reserve", 6,
+	    "INSERT INTO throttle AS t (scope, subject, attempts, window_start, blocked_until)"
+	    " VALUES ($1, $2, 1, now(), CASE WHEN 1 >= $4::int THEN now() + make_interval(secs => $5) END)"
+	    " ON CONFLICT (scope, subject) DO UPDATE SET"
+	    "  attempts = " THROTTLE_NEXT ","
+	    "  window_start = CASE WHEN " THROTTLE_EXPIRED " THEN now() ELSE t.window_start END,"
+	    "  blocked_until = CASE WHEN " THROTTLE_NEXT " >= $4::int THEN now() + least("
+	    "   make_interval(secs => $6), make_interval(secs => $5)"
+	    "   * power(2, least(" THROTTLE_NEXT " - $4::int, 30))) END"
+	    " WHERE t.blocked_until IS NULL OR t.blocked_until <= now()"
+	    " RETURNING t.attempts" },
+	[ST_THROTTLE_WAIT] = { "throttle_wait", 2,
+	    "SELECT greatest(1, ceil(extract(epoch FROM blocked_until - now())))::bigint"
+	    " FROM throttle WHERE scope = $1 AND subject = $2 AND blocked_until > now()" },
+	[ST_THROTTLE_CLEAR] = { "throttle_clear", 2,
+	    "DELETE FROM throttle WHERE scope = $1 AND subject = $2" },
+	/* Give back an attempt that turned out not to be a failure. */
+	[ST_THROTTLE_RELEASE] = { "throttle_release", 3,
+	    "UPDATE throttle SET attempts = greatest(attempts - 1, 0),"
+	    " blocked_until = CASE WHEN attempts - 1 < $3::int THEN NULL ELSE blocked_until END"
+	    " WHERE scope = $1 AND subject = $2" },
+	[ST_EVENT_INSERT] = { "event_insert", 5,
+	    "INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
+	    " VALUES ($1, $2, $3, $4, $5)" },
+	/* Disabling also ends every session: tokens of a disabled user are refused anyway. */
+	[ST_USER_SET_DISABLED] = { "user_set_disabled", 2,
+	    "UPDATE users SET disabled = $2 WHERE lower(username) = lower($1) RETURNING id" },
+	[ST_USER_LIST] = { "user_list", 0,
+	    "SELECT u.id, u.username, coalesce(u.email, ''), u.disabled, " TS("u.created_at") ","
+	    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND " LIVE("k") ")"
+	    " FROM users u ORDER BY u.id" },
+	[ST_EVENTS] = { "events", 3,
+	    "SELECT " TS("at") ", event, coalesce(user_id::text, ''), coalesce(username, ''),"
+	    " coalesce(ip, ''), coalesce(user_agent, '') FROM auth_events"
+	    " WHERE ($1::text IS NULL OR lower(username) = lower($1))"
+	    " AND at >= coalesce($2::timestamptz, '-infinity') ORDER BY at, id LIMIT $3" },
+	[ST_PRUNE_TOKENS] = { "prune_tokens", 0,
+	    "DELETE FROM api_keys k WHERE NOT " LIVE("k") },
+	[ST_PRUNE_THROTTLE] = { "prune_throttle", 1,
+	    "DELETE FROM throttle WHERE window_start < now() - make_interval(secs => $1)"
+	    " AND (blocked_until IS NULL OR blocked_until < now())" },
+	[ST_PRUNE_EVENTS] = { "prune_events", 1,
+	    "DELETE FROM auth_events WHERE at < now() - make_interval(secs => $1)" },
 };
 
 static struct {
@@ -543,6 +606,146 @@ out:
 	free(r);
 	PQclear(res);
 	return err;
+}
+
+static void
+db_fmt_ll(char *buf, size_t sz, long long v)
+{
+	(void)snprintf(buf, sz, "%lld", v);
+}
+
+enum kg_err
+db_throttle_reserve(const char *scope, const char *subject, const struct db_throttle_rule *r,
+    long *retry_after)
+{
+	char w[24], m[24], b[24], x[24];
+	const char *params[6] = { scope, subject, w, m, b, x };
+	const char *wparams[2] = { scope, subject };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	*retry_after = 0;
+	db_fmt_ll(w, sizeof(w), r->window_s);
+	db_fmt_ll(m, sizeof(m), r->max);
+	db_fmt_ll(b, sizeof(b), r->delay_s);
+	db_fmt_ll(x, sizeof(x), r->max_delay_s);
+	if ((err = db_exec(ST_THROTTLE_RESERVE, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) == 1)
+		goto out;
+	PQclear(res);
+	res = NULL;
+	err = KG_ETHROTTLED;
+	*retry_after = 1;
+	if (db_exec(ST_THROTTLE_WAIT, wparams, 1, &res, NULL, 0) == KG_OK && PQntuples(res) == 1)
+		*retry_after = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_throttle_clear(const char *scope, const char *subject)
+{
+	const char *params[2] = { scope, subject };
+
+	return db_change(ST_THROTTLE_CLEAR, params, NULL);
+}
+
+enum kg_err
+db_throttle_release(const char *scope, const char *subject, int max)
+{
+	char m[16];
+	const char *params[3] = { scope, subject, m };
+
+	(void)snprintf(m, sizeof(m), "%d", max);
+	return db_change(ST_THROTTLE_RELEASE, params, NULL);
+}
+
+enum kg_err
+db_event_insert(const char *event, long long user_id, const char *username, const char *ip,
+    const char *user_agent)
+{
+	char idbuf[24];
+	const char *params[5] = { event, user_id > 0 ? idbuf : NULL, username, ip, user_agent };
+
+	db_fmt_ll(idbuf, sizeof(idbuf), user_id);
+	return db_change(ST_EVENT_INSERT, params, NULL);
+}
+
+enum kg_err
+db_user_set_disabled(const char *username, int disabled, long long *id)
+{
+	const char *params[2] = { username, disabled ? "true" : "false" };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	if ((err = db_exec(ST_USER_SET_DISABLED, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ENOTFOUND;
+		goto out;
+	}
+	*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+out:
+	PQclear(res);
+	return err;
+}
+
+/* Run a query and hand each row's columns to fn as strings. */
+static enum kg_err
+db_each(enum db_stmt s, const char *const *params, db_row_fn fn, void *arg)
+{
+	const char *cols[16];
+	PGresult *res = NULL;
+	enum kg_err err;
+	int i, j, nf;
+
+	if ((err = db_exec(s, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	nf = PQnfields(res);
+	if (nf > 16)
+		nf = 16;
+	for (i = 0; i < PQntuples(res); i++) {
+		for (j = 0; j < nf; j++)
+			cols[j] = PQgetvalue(res, i, j);
+		fn(arg, cols, (size_t)nf);
+	}
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
+db_user_list(db_row_fn fn, void *arg)
+{
+	return db_each(ST_USER_LIST, NULL, fn, arg);
+}
+
+enum kg_err
+db_events(const char *username, const char *since, long limit, db_row_fn fn, void *arg)
+{
+	char lim[24];
+	const char *params[3] = { username, since, lim };
+
+	db_fmt_ll(lim, sizeof(lim), limit);
+	return db_each(ST_EVENTS, params, fn, arg);
+}
+
+enum kg_err
+db_prune(long throttle_window_s, long retention_s, long counts[3])
+{
+	char w[24], r[24];
+	const char *pt[1] = { w }, *pe[1] = { r };
+	enum kg_err err;
+
+	db_fmt_ll(w, sizeof(w), throttle_window_s);
+	db_fmt_ll(r, sizeof(r), retention_s);
+	if ((err = db_change(ST_PRUNE_TOKENS, NULL, &counts[0])) != KG_OK)
+		return err;
+	if ((err = db_change(ST_PRUNE_THROTTLE, pt, &counts[1])) != KG_OK)
+		return err;
+	return db_change(ST_PRUNE_EVENTS, pe, &counts[2]);
 }
 
 /*

@@ -102,6 +102,42 @@ enum kg_err db_token_delete_all(long long user_id, const char *keep_key, long *d
 /* Live tokens of a user, newest use first; *rows is malloc'd (caller frees). */
 enum kg_err db_token_list(long long user_id, struct db_session **rows, size_t *n) KG_MUSTCHECK;
 
+/* One throttling rule: at most max attempts per window, then blocked for delay_s doubling up to max_delay_s. */
+struct db_throttle_rule {
+	long window_s;
+	long max;
+	long delay_s;
+	long max_delay_s;
+};
+
+/*
+ * Count one attempt for (scope, subject) before doing the work it guards.
+ * KG_ETHROTTLED with *retry_after (seconds) when the subject is blocked.
+ */
+enum kg_err db_throttle_reserve(const char *scope, const char *subject,
+    const struct db_throttle_rule *r, long *retry_after) KG_MUSTCHECK;
+/* Forget a subject's attempts (a successful login clears its account). */
+enum kg_err db_throttle_clear(const char *scope, const char *subject) KG_MUSTCHECK;
+/* Give back one attempt that was not a failure. */
+enum kg_err db_throttle_release(const char *scope, const char *subject, int max) KG_MUSTCHECK;
+
+/* Record an audit event; user_id <= 0 and NULL strings are stored as NULL. */
+enum kg_err db_event_insert(const char *event, long long user_id, const char *username,
+    const char *ip, const char *user_agent) KG_MUSTCHECK;
+
+/* Disable or enable a user by name; KG_ENOTFOUND when there is none. */
+enum kg_err db_user_set_disabled(const char *username, int disabled, long long *id) KG_MUSTCHECK;
+
+/* Row callback for listings: column values as strings (never NULL). */
+typedef void (*db_row_fn)(void *arg, const char *const *cols, size_t ncols);
+/* id, username, email, disabled (t/f), created_at, live tokens. */
+enum kg_err db_user_list(db_row_fn fn, void *arg) KG_MUSTCHECK;
+/* at, event, user_id, username, ip, user_agent; filters may be NULL. */
+enum kg_err db_events(const char *username, const char *since, long limit, db_row_fn fn,
+    void *arg) KG_MUSTCHECK;
+/* Delete dead tokens, old throttle rows, events past retention; counts of each. */
+enum kg_err db_prune(long throttle_window_s, long retention_s, long counts[3]) KG_MUSTCHECK;
+
 /* Migrations (keygate migrate). */
 enum kg_err db_migrate_begin(void) KG_MUSTCHECK;   /* advisory lock + bookkeeping table */
 enum kg_err db_migrate_applied(const char *version, int *applied) KG_MUSTCHECK;

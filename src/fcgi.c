@@ -61,6 +61,7 @@ fcgi_read_params(FCGX_Request *r, const struct conf *c, struct request *req)
 	req->hdr_key = FCGX_GetParam("HTTP_KEY", env);
 	req->hdr_secret = FCGX_GetParam("HTTP_SECRET", env);
 	req->user_agent = FCGX_GetParam("HTTP_USER_AGENT", env);
+	req->forwarded_for = FCGX_GetParam("HTTP_X_FORWARDED_FOR", env);
 	role = FCGX_GetParam("FCGI_ROLE", env);
 	req->authorizer = role != NULL && strcmp(role, "AUTHORIZER") == 0;
 	req->content_length = fcgi_content_length(FCGX_GetParam("CONTENT_LENGTH", env));

@@ -35,6 +35,7 @@ struct request {
 	const char *hdr_key;
 	const char *hdr_secret;
 	const char *user_agent;
+	const char *forwarded_for;  /* X-Forwarded-For, trusted only from trusted_proxies */
 	int authorizer;             /* FCGI_ROLE=AUTHORIZER */
 	char *body;                 /* owned */
 	size_t body_len;

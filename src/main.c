@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "admin.h"
 #include "conf.h"
 #include "db.h"
 #include "log.h"
@@ -23,6 +24,7 @@ usage(FILE *f)
 	    "  serve          run the FastCGI worker pool (default)\n"
 	    "  migrate        apply pending database migrations\n"
 	    "  check-config   validate the configuration and exit (-v: print it)\n"
+	    "  user, token, events, prune   administration (keygate user --help)\n"
 	    "The configuration file is -c, else $KEYGATE_CONFIG, else %s.\n"
 	    "Any key can be overridden by the environment variable KEYGATE_<KEY>.\n",
 	    conf_path(NULL));
@@ -50,7 +52,8 @@ main(int argc, char *argv[])
 	char err[1024];
 	int ch, verbose = 0;
 
-	while ((ch = getopt(argc, argv, "c:hvV")) != -1) {
+	/* "+": stop at the command, whose own options come after it. */
+	while ((ch = getopt(argc, argv, "+c:hvV")) != -1) {
 		switch (ch) {
 		case 'c':
 			arg_conf = optarg;
@@ -70,7 +73,10 @@ main(int argc, char *argv[])
 		}
 	}
 	cmd = optind < argc ? argv[optind] : "serve";
-	if (optind + 1 < argc) {
+	if (strcmp(cmd, "check-config") == 0 && optind + 2 == argc &&
+	    strcmp(argv[optind + 1], "-v") == 0)
+		verbose = 1;
+	else if (optind + 1 < argc && !admin_is_command(cmd)) {
 		usage(stderr);
 		return 1;
 	}
@@ -93,6 +99,8 @@ main(int argc, char *argv[])
 		db_configure(&c);
 		return migrate_run(&c) == KG_OK ? 0 : 2;
 	}
+	if (admin_is_command(cmd))
+		return admin_main(&c, argc - optind, argv + optind);
 	if (strcmp(cmd, "serve") == 0)
 		return master_run(file, &c);
 	fprintf(stderr, "keygate: unknown command %s\n", cmd);

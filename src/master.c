@@ -49,9 +49,8 @@ worker_on_term(int sig)
 	fcgi_shutdown_pending();
 }
 
-/* Apply the parts of c that the request path uses. */
-static enum kg_err
-master_apply(const struct conf *c)
+enum kg_err
+master_configure(const struct conf *c)
 {
 	struct password_params pp = {
 		.memory_kib = (uint32_t)c->argon2_memory,
@@ -440,9 +439,9 @@ master_reload(const char *conf_file, struct conf *c)
 	memcpy(next.listen, c->listen, sizeof(next.listen));
 	next.backlog = c->backlog;
 	memcpy(next.user, c->user, sizeof(next.user));
-	if (master_apply(&next) != KG_OK) {
+	if (master_configure(&next) != KG_OK) {
 		log_error("reload failed, keeping the old configuration");
-		if (master_apply(c) != KG_OK)
+		if (master_configure(c) != KG_OK)
 			log_error("cannot restore the old configuration");
 		return;
 	}
@@ -523,7 +522,7 @@ master_run(const char *conf_file, struct conf *c)
 	sigset_t set;
 	int rc = 1;
 
-	if (master_apply(c) != KG_OK)
+	if (master_configure(c) != KG_OK)
 		return 1;
 	if (master_listen(c) != 0)
 		return 1;

@@ -1,0 +1,468 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "conf.h"
+#include "crypto.h"
+#include "db.h"
+#include "json.h"
+#include "master.h"
+#include "password.h"
+
+/* Events are recorded as coming from the command line, without an address. */
+static struct auth_client admin_client = { NULL, "keygate-cli", 0 };
+
+static const char *const admin_usage_text =
+    "usage:\n"
+    "  keygate user add NAME [--email E] [--password-stdin]\n"
+    "  keygate user passwd NAME [--password-stdin]\n"
+    "  keygate user disable NAME\n"
+    "  keygate user enable NAME\n"
+    "  keygate user list [--json]\n"
+    "  keygate token list NAME\n"
+    "  keygate token revoke NAME (--key KEY | --all)\n"
+    "  keygate events [--user NAME] [--since TIME] [--limit N]\n"
+    "  keygate prune\n"
+    "Passwords are read from the terminal without echo, or with --password-stdin\n"
+    "as one line from standard input. Exit status: 0 ok, 1 usage or data error,\n"
+    "2 database unreachable.\n";
+
+static int
+admin_usage(FILE *f, int rc)
+{
+	fputs(admin_usage_text, f);
+	return rc;
+}
+
+/* Map an error to a one-line message and an exit code. */
+static int
+admin_fail(const char *what, enum kg_err err)
+{
+	if (err == KG_EDB) {
+		fprintf(stderr, "keygate: %s: database unreachable\n", what);
+		return ADMIN_EDB;
+	}
+	fprintf(stderr, "keygate: %s: %s\n", what, kg_strerror(err));
+	return ADMIN_EUSAGE;
+}
+
+int
+admin_is_command(const char *cmd)
+{
+	return strcmp(cmd, "user") == 0 || strcmp(cmd, "token") == 0 ||
+	    strcmp(cmd, "events") == 0 || strcmp(cmd, "prune") == 0;
+}
+
+/* One line from f into a fresh buffer without its newline; NULL at EOF or error. */
+static char *
+admin_read_line(FILE *f, size_t *len)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	*len = (size_t)n;
+	return line;
+}
+
+static char *
+admin_prompt(const char *prompt, size_t *len)
+{
+	struct termios old, quiet;
+	FILE *tty = fopen("/dev/tty", "r+");
+	char *pw = NULL;
+
+	if (tty == NULL)
+		return NULL;
+	fputs(prompt, tty);
+	fflush(tty);
+	if (tcgetattr(fileno(tty), &old) != 0)
+		goto out;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	if (tcsetattr(fileno(tty), TCSAFLUSH, &quiet) != 0)
+		goto out;
+	pw = admin_read_line(tty, len);
+	(void)tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputs("\n", tty);
+out:
+	fclose(tty);
+	return pw;
+}
+
+/* The new password: from stdin, or asked twice on the terminal. */
+static char *
+admin_password(int from_stdin, size_t *len)
+{
+	char *a, *b;
+	size_t blen = 0;
+
+	if (from_stdin)
+		return admin_read_line(stdin, len);
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "keygate: no terminal: use --password-stdin\n");
+		return NULL;
+	}
+	if ((a = admin_prompt("New password: ", len)) == NULL)
+		return NULL;
+	if ((b = admin_prompt("Repeat it: ", &blen)) == NULL || blen != *len ||
+	    !crypto_equal(a, b, blen)) {
+		fprintf(stderr, "keygate: the passwords do not match\n");
+		crypto_free_secret(a);
+		crypto_free_secret(b);
+		return NULL;
+	}
+	crypto_free_secret(b);
+	return a;
+}
+
+static int
+admin_field_error(const struct auth_field_error *fe)
+{
+	fprintf(stderr, "keygate: %s: %s\n", fe->field, fe->reason);
+	return ADMIN_EUSAGE;
+}
+
+static int
+admin_user_add(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "email", required_argument, NULL, 'e' },
+		{ "password-stdin", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct auth_field_error fe;
+	const char *email = NULL;
+	char *pw = NULL;
+	size_t len = 0;
+	long long id = 0;
+	enum kg_err err;
+	int ch, from_stdin = 0, rc = ADMIN_EUSAGE;
+
+	while ((ch = getopt_long(argc, argv, "e:sh", opts, NULL)) != -1) {
+		if (ch == 'e')
+			email = optarg;
+		else if (ch == 's')
+			from_stdin = 1;
+		else
+			return admin_usage(ch == 'h' ? stdout : stderr, ch == 'h' ? 0 : ADMIN_EUSAGE);
+	}
+	if (optind + 1 != argc)
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	if ((pw = admin_password(from_stdin, &len)) == NULL)
+		goto out;
+	err = auth_register(argv[optind], email, pw, len, &admin_client, &id, &fe);
+	if (err == KG_EINPUT && fe.field != NULL)
+		rc = admin_field_error(&fe);
+	else if (err != KG_OK)
+		rc = admin_fail("user add", err);
+	else {
+		printf("user %s added with id %lld\n", argv[optind], id);
+		rc = ADMIN_OK;
+	}
+out:
+	crypto_free_secret(pw);
+	return rc;
+}
+
+static int
+admin_user_passwd(int argc, char **argv)
+{
+	struct auth_field_error fe;
+	char *pw = NULL;
+	size_t len = 0;
+	long revoked = 0;
+	enum kg_err err;
+	int from_stdin = 0, rc = ADMIN_EUSAGE, i;
+	const char *name = NULL;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--password-stdin") == 0)
+			from_stdin = 1;
+		else if (strcmp(argv[i], "--help") == 0)
+			return admin_usage(stdout, ADMIN_OK);
+		else if (argv[i][0] == '-' || name != NULL)
+			return admin_usage(stderr, ADMIN_EUSAGE);
+		else
+			name = argv[i];
+	}
+	if (name == NULL)
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	if ((pw = admin_password(from_stdin, &len)) == NULL)
+		goto out;
+	err = auth_set_password(name, pw, len, &admin_client, &revoked, &fe);
+	if (err == KG_EINPUT && fe.field != NULL)
+		rc = admin_field_error(&fe);
+	else if (err == KG_ENOTFOUND) {
+		fprintf(stderr, "keygate: no such user: %s\n", name);
+	} else if (err != KG_OK)
+		rc = admin_fail("user passwd", err);
+	else {
+		printf("password of %s changed; %ld token(s) revoked\n", name, revoked);
+		rc = ADMIN_OK;
+	}
+out:
+	crypto_free_secret(pw);
+	return rc;
+}
+
+static int
+admin_user_state(int argc, char **argv, int disabled)
+{
+	enum kg_err err;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return admin_usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
+		    argc == 2 && strcmp(argv[1], "--help") == 0 ? ADMIN_OK : ADMIN_EUSAGE);
+	err = auth_set_disabled(argv[1], disabled, &admin_client);
+	if (err == KG_ENOTFOUND) {
+		fprintf(stderr, "keygate: no such user: %s\n", argv[1]);
+		return ADMIN_EUSAGE;
+	}
+	if (err != KG_OK)
+		return admin_fail(disabled ? "user disable" : "user enable", err);
+	printf("user %s %s\n", argv[1], disabled ? "disabled" : "enabled");
+	return ADMIN_OK;
+}
+
+static void
+admin_user_row(void *arg, const char *const *cols, size_t n)
+{
+	struct json_obj *arr = arg;
+
+	if (n < 6)
+		return;
+	if (arr == NULL) {
+		printf("%-8s %-24s %-32s %-9s %-21s %s\n", cols[0], cols[1], cols[2][0] ? cols[2] : "-",
+		    cols[3][0] == 't' ? "disabled" : "active", cols[4], cols[5]);
+		return;
+	}
+	struct json_obj *o = json_obj_new();
+	json_set_int(o, "id", strtoll(cols[0], NULL, 10));
+	json_set_str(o, "username", cols[1]);
+	json_set_str(o, "email", cols[2][0] ? cols[2] : NULL);
+	json_set_bool(o, "disabled", cols[3][0] == 't');
+	json_set_str(o, "created_at", cols[4]);
+	json_set_int(o, "tokens", strtoll(cols[5], NULL, 10));
+	json_set_obj(arr, NULL, o);
+}
+
+static int
+admin_user_list(int argc, char **argv)
+{
+	struct json_obj *arr = NULL;
+	char *out = NULL;
+	size_t len;
+	enum kg_err err;
+	int rc;
+
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json") != 0))
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	if (argc == 2)
+		arr = json_arr_new();
+	else
+		printf("%-8s %-24s %-32s %-9s %-21s %s\n", "ID", "USERNAME", "EMAIL", "STATE",
+		    "CREATED", "TOKENS");
+	err = db_user_list(admin_user_row, arr);
+	if (err != KG_OK)
+		rc = admin_fail("user list", err);
+	else if (arr != NULL && json_render(arr, &out, &len) != KG_OK)
+		rc = admin_fail("user list", KG_ENOMEM);
+	else {
+		if (out != NULL)
+			printf("%s\n", out);
+		rc = ADMIN_OK;
+	}
+	free(out);
+	json_free(arr);
+	return rc;
+}
+
+static int
+admin_user(int argc, char **argv)
+{
+	if (argc < 2)
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	if (strcmp(argv[1], "add") == 0)
+		return admin_user_add(argc - 1, argv + 1);
+	if (strcmp(argv[1], "passwd") == 0)
+		return admin_user_passwd(argc - 1, argv + 1);
+	if (strcmp(argv[1], "disable") == 0)
+		return admin_user_state(argc - 1, argv + 1, 1);
+	if (strcmp(argv[1], "enable") == 0)
+		return admin_user_state(argc - 1, argv + 1, 0);
+	if (strcmp(argv[1], "list") == 0)
+		return admin_user_list(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--help") == 0)
+		return admin_usage(stdout, ADMIN_OK);
+	return admin_usage(stderr, ADMIN_EUSAGE);
+}
+
+static int
+admin_find_user(const char *name, struct db_user *u)
+{
+	enum kg_err err = db_user_by_name(name, u);
+
+	if (err == KG_ENOTFOUND) {
+		fprintf(stderr, "keygate: no such user: %s\n", name);
+		return ADMIN_EUSAGE;
+	}
+	if (err != KG_OK)
+		return admin_fail("user", err);
+	return ADMIN_OK;
+}
+
+static int
+admin_token(int argc, char **argv)
+{
+	struct db_session *rows = NULL;
+	struct db_user u;
+	size_t i, n = 0;
+	long revoked = 0;
+	enum kg_err err;
+	int rc;
+
+	if (argc >= 2 && strcmp(argv[1], "--help") == 0)
+		return admin_usage(stdout, ADMIN_OK);
+	if (argc == 3 && strcmp(argv[1], "list") == 0) {
+		if ((rc = admin_find_user(argv[2], &u)) != ADMIN_OK)
+			return rc;
+		if ((err = db_token_list(u.id, &rows, &n)) != KG_OK)
+			return admin_fail("token list", err);
+		printf("%-28s %-21s %-21s %-21s %s\n", "KEY", "CREATED", "LAST USED", "EXPIRES", "IP");
+		for (i = 0; i < n; i++)
+			printf("%-28s %-21s %-21s %-21s %s\n", rows[i].key, rows[i].created_at,
+			    rows[i].last_used_at, rows[i].expires_at, rows[i].ip[0] ? rows[i].ip : "-");
+		free(rows);
+		return ADMIN_OK;
+	}
+	if (argc >= 4 && strcmp(argv[1], "revoke") == 0) {
+		if ((rc = admin_find_user(argv[2], &u)) != ADMIN_OK)
+			return rc;
+		if (argc == 4 && strcmp(argv[3], "--all") == 0) {
+			if ((err = auth_revoke_all(u.id, u.username, &admin_client, &revoked)) != KG_OK)
+				return admin_fail("token revoke", err);
+			printf("%ld token(s) of %s revoked\n", revoked, u.username);
+			return ADMIN_OK;
+		}
+		if (argc == 5 && strcmp(argv[3], "--key") == 0) {
+			err = auth_revoke(u.id, u.username, argv[4], &admin_client);
+			if (err == KG_ENOTFOUND) {
+				fprintf(stderr, "keygate: %s has no token %s\n", u.username, argv[4]);
+				return ADMIN_EUSAGE;
+			}
+			if (err != KG_OK)
+				return admin_fail("token revoke", err);
+			printf("token %s of %s revoked\n", argv[4], u.username);
+			return ADMIN_OK;
+		}
+	}
+	return admin_usage(stderr, ADMIN_EUSAGE);
+}
+
+static void
+admin_event_row(void *arg, const char *const *cols, size_t n)
+{
+	(void)arg;
+	if (n >= 6)
+		printf("%s %-16s user_id=%s username=%s ip=%s ua=\"%s\"\n", cols[0], cols[1],
+		    cols[2][0] ? cols[2] : "-", cols[3][0] ? cols[3] : "-", cols[4][0] ? cols[4] : "-",
+		    cols[5]);
+}
+
+static int
+admin_events(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "user", required_argument, NULL, 'u' },
+		{ "since", required_argument, NULL, 's' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *user = NULL, *since = NULL;
+	long limit = 1000;
+	char *end;
+	enum kg_err err;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "u:s:l:h", opts, NULL)) != -1) {
+		if (ch == 'u')
+			user = optarg;
+		else if (ch == 's')
+			since = optarg;
+		else if (ch == 'l') {
+			errno = 0;
+			limit = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || limit < 1 || limit > 1000000)
+				return admin_usage(stderr, ADMIN_EUSAGE);
+		} else
+			return admin_usage(ch == 'h' ? stdout : stderr, ch == 'h' ? 0 : ADMIN_EUSAGE);
+	}
+	if (optind != argc)
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	err = db_events(user, since, limit, admin_event_row, NULL);
+	if (err == KG_EDB && db_ready() == KG_OK) {
+		/* Reachable, so the query itself failed: almost surely the --since text. */
+		fprintf(stderr, "keygate: events: cannot read --since %s as a time\n", since ? since : "");
+		return ADMIN_EUSAGE;
+	}
+	return err == KG_OK ? ADMIN_OK : admin_fail("events", err);
+}
+
+static int
+admin_prune(const struct conf *c, int argc, char **argv)
+{
+	long counts[3] = { 0, 0, 0 };
+	enum kg_err err;
+
+	if (argc != 1)
+		return admin_usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
+		    argc == 2 && strcmp(argv[1], "--help") == 0 ? ADMIN_OK : ADMIN_EUSAGE);
+	err = db_prune(c->login_failure_window > c->login_max_delay ? c->login_failure_window :
+	    c->login_max_delay, c->audit_retention, counts);
+	if (err != KG_OK)
+		return admin_fail("prune", err);
+	printf("pruned %ld expired token(s), %ld throttle row(s), %ld old event(s)\n", counts[0],
+	    counts[1], counts[2]);
+	return ADMIN_OK;
+}
+
+int
+admin_main(const struct conf *c, int argc, char **argv)
+{
+	int rc;
+
+	if (argc >= 2 && strcmp(argv[1], "--help") == 0)
+		return admin_usage(stdout, ADMIN_OK);
+	if (master_configure(c) != KG_OK)
+		return ADMIN_EUSAGE;
+	if (db_ready() != KG_OK) {
+		fprintf(stderr, "keygate: %s: database unreachable\n", argv[0]);
+		return ADMIN_EDB;
+	}
+	optind = 0; /* GNU getopt: start over, forgetting main's state */
+	if (strcmp(argv[0], "user") == 0)
+		rc = admin_user(argc, argv);
+	else if (strcmp(argv[0], "token") == 0)
+		rc = admin_token(argc, argv);
+	else if (strcmp(argv[0], "events") == 0)
+		rc = admin_events(argc, argv);
+	else
+		rc = admin_prune(c, argc, argv);
+	db_close();
+	return rc;
+}
