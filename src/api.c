@@ -389,6 +389,34 @@ api_password(struct request *req, struct response *resp)
 	return err;
 }
 
+/*
+ * Identity headers for the protected application. Only the user id, name
+ * and scopes: Apache forwards authorizer headers to the client, so nothing
+ * secret may ever go here.
+ */
+static enum kg_err
+api_identity_headers(struct response *resp, const struct auth_session *s, const char *prefix)
+{
+	char scopes[AUTH_MAX_SCOPES * (AUTH_SCOPE_MAX + 1) + 1] = "";
+	size_t i, used = 0;
+	enum kg_err err;
+
+	for (i = 0; i < s->nscopes; i++) {
+		int n = snprintf(scopes + used, sizeof(scopes) - used, "%s%s", i ? " " : "", s->scopes[i]);
+		if (n < 0 || (size_t)n >= sizeof(scopes) - used)
+			return KG_ESYS;
+		used += (size_t)n;
+	}
+	if ((err = http_header_add(resp, prefix[0] == 'V' ? "Variable-KEYGATE_USER_ID" :
+	    "X-Keygate-User-Id", "%lld", s->user_id)) != KG_OK)
+		return err;
+	if ((err = http_header_add(resp, prefix[0] == 'V' ? "Variable-KEYGATE_USERNAME" :
+	    "X-Keygate-Username", "%s", s->username)) != KG_OK)
+		return err;
+	return http_header_add(resp, prefix[0] == 'V' ? "Variable-KEYGATE_SCOPES" :
+	    "X-Keygate-Scopes", "%s", scopes);
+}
+
 enum kg_err
 api_auth(struct request *req, struct response *resp)
 {
@@ -398,9 +426,26 @@ api_auth(struct request *req, struct response *resp)
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
+	if ((err = api_identity_headers(resp, &s, "X-")) != KG_OK)
+		return err;
 	o = api_ok(resp, 200);
 	json_set_int(o, "user_id", s.user_id);
 	json_set_str(o, "username", s.username);
 	api_set_scopes(o, &s);
+	return KG_OK;
+}
+
+enum kg_err
+api_authorize(struct request *req, struct response *resp)
+{
+	struct auth_session s;
+	enum kg_err err;
+
+	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = api_identity_headers(resp, &s, "Variable-")) != KG_OK)
+		return err;
+	resp->status = 200;
+	resp->no_body = 1;
 	return KG_OK;
 }

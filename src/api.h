@@ -26,5 +26,10 @@ enum kg_err api_sessions(struct request *req, struct response *resp);
 enum kg_err api_session_delete(struct request *req, struct response *resp);
 enum kg_err api_password(struct request *req, struct response *resp);
 enum kg_err api_auth(struct request *req, struct response *resp);
+/*
+ * The FastCGI AUTHORIZER role: 200 with Variable-KEYGATE_* headers when the
+ * token is good; any error becomes an explicit refusal (fail closed).
+ */
+enum kg_err api_authorize(struct request *req, struct response *resp);
 
 #endif

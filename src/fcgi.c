@@ -70,6 +70,8 @@ fcgi_read_params(FCGX_Request *r, const struct conf *c, struct request *req)
 		return KG_ENOTFOUND;
 	if (req->content_length == -2)
 		return KG_EINPUT;
+	if (req->authorizer)
+		return KG_OK;
 	/* Refuse an oversized body before reading a byte of it. */
 	if (req->content_length > c->max_body)
 		return KG_ETOOLARGE;
@@ -162,7 +164,10 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 	memset(&resp, 0, sizeof(resp));
 	scoreboard_request_begin();
 	err = fcgi_read_params(r, c, &req);
-	if (err == KG_OK)
+	/* An authorizer gets the original request's parameters but never its body. */
+	if (req.authorizer && (err == KG_ETOOLARGE || err == KG_EINPUT))
+		err = KG_OK;
+	else if (err == KG_OK)
 		err = fcgi_read_body(r, &req);
 	if (err != KG_OK)
 		router_error(&resp, err);

@@ -138,6 +138,14 @@ router_handle(struct request *req, struct response *resp)
 {
 	enum kg_err err;
 
+	if (req->authorizer) {
+		/* Whatever the error, an explicit non-200 status: a silent reply would mean "allowed". */
+		if ((err = api_authorize(req, resp)) != KG_OK)
+			router_error(resp, err == KG_EINPUT ? KG_ETOKEN : err);
+		if (resp->status == 0)
+			router_error(resp, KG_ESYS);
+		return;
+	}
 	if (http_query_has_credentials(req->query)) {
 		resp->json = json_obj_new();
 		json_set_str(resp->json, "message",
