@@ -195,8 +195,13 @@ api_login(struct request *req, struct response *resp)
 	enum kg_err err;
 
 	memset(&issued, 0, sizeof(issued));
-	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK) {
+		/* Too many or too long scopes are just invalid scopes to the client. */
+		const char *why = json_get_str(resp->fields, "scopes");
+		if (why != NULL && strcmp(why, "too_long") == 0)
+			json_set_str(resp->fields, "scopes", "invalid");
 		return err;
+	}
 	if (!v[0].present && !v[1].present) {
 		if (v[4].present || v[5].present || req->authorization != NULL ||
 		    req->hdr_key != NULL || req->hdr_secret != NULL) {
@@ -286,19 +291,17 @@ enum kg_err
 api_me(struct request *req, struct response *resp)
 {
 	struct auth_session s;
-	struct db_user u;
 	struct json_obj *o;
 	enum kg_err err;
 
+	/* The token check already brought the profile: no second query. */
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
-	if ((err = db_user_by_id(s.user_id, &u)) != KG_OK)
-		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
 	o = api_ok(resp, 200);
-	json_set_int(o, "user_id", u.id);
-	json_set_str(o, "username", u.username);
-	json_set_str(o, "email", u.has_email ? u.email : NULL);
-	json_set_str(o, "created_at", u.created_at);
+	json_set_int(o, "user_id", s.user_id);
+	json_set_str(o, "username", s.username);
+	json_set_str(o, "email", s.has_email ? s.email : NULL);
+	json_set_str(o, "created_at", s.created_at);
 	api_set_scopes(o, &s);
 	return KG_OK;
 }

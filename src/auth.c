@@ -1,8 +1,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "conf.h"
 #include "crypto.h"
 #include "http.h"
@@ -166,23 +168,40 @@ auth_verify(const struct token *t, struct auth_session *s)
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	struct db_token row;
 	enum kg_err err;
+	int cached;
 
 	memset(s, 0, sizeof(*s));
-	err = db_token_lookup(t->key, auth_conf.touch_interval, &row);
-	if (err == KG_ENOTFOUND)
-		return KG_ETOKEN;
-	if (err != KG_OK)
-		return err;
+	cached = cache_lookup(t->key, &row);
+	if (!cached) {
+		err = db_token_lookup(t->key, auth_conf.touch_interval, &row);
+		if (err == KG_ENOTFOUND)
+			return KG_ETOKEN;
+		if (err != KG_OK)
+			return err;
+	}
 	token_digest(t, digest);
 	if (!crypto_equal(digest, row.digest, sizeof(digest)))
 		return KG_ETOKEN;
 	s->user_id = row.user_id;
 	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
 	(void)snprintf(s->key, sizeof(s->key), "%s", t->key);
+	s->has_email = row.has_email;
+	(void)snprintf(s->email, sizeof(s->email), "%s", row.email);
+	(void)snprintf(s->created_at, sizeof(s->created_at), "%s", row.created_at);
 	auth_scopes_from_text(row.scopes, s);
 	/* last_used_at is written at most once per touch_interval: the hot path stays a read. */
-	if (row.needs_touch && db_token_touch(t->key, auth_conf.touch_interval) != KG_OK)
-		log_warnx("could not record token use");
+	if (cached)
+		row.needs_touch = (long long)time(NULL) - row.last_used_at >= auth_conf.touch_interval;
+	if (row.needs_touch) {
+		if (db_token_touch(t->key, auth_conf.touch_interval) != KG_OK)
+			log_warnx("could not record token use");
+		else
+			row.last_used_at = (long long)time(NULL);
+	}
+	if (!cached)
+		cache_store(t->key, &row);
+	else if (row.needs_touch)
+		cache_touched(t->key, row.last_used_at);
 	return KG_OK;
 }
 
@@ -360,6 +379,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	struct db_token_new nt;
 	struct db_user u;
 	enum kg_err err;
+	long trimmed = 0;
 	int attempt, collided = 1;
 
 	memset(out, 0, sizeof(*out));
@@ -409,8 +429,10 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		err = KG_ESYS;
 		goto out;
 	}
-	if ((err = db_token_trim(u.id, auth_conf.max_tokens)) != KG_OK)
+	if ((err = db_token_trim(u.id, auth_conf.max_tokens, &trimmed)) != KG_OK)
 		goto out;
+	if (trimmed > 0)
+		cache_revoked();
 	out->user_id = u.id;
 	out->idle_timeout = nt.idle_s;
 	auth_event("login_ok", u.id, u.username, cl);
@@ -437,6 +459,8 @@ auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
 		err = db_token_delete_all(s->user_id, NULL, removed);
 	else
 		err = db_token_delete(s->user_id, s->key, removed);
+	if (*removed > 0)
+		cache_revoked();
 	if (err == KG_OK)
 		auth_event(all ? "logout_all" : "logout", s->user_id, s->username, cl);
 	return err;
@@ -455,6 +479,7 @@ auth_revoke(long long user_id, const char *username, const char *key,
 		return err;
 	if (removed != 1)
 		return KG_ENOTFOUND;
+	cache_revoked();
 	auth_event("token_revoked", user_id, username, cl);
 	return KG_OK;
 }
@@ -467,6 +492,7 @@ auth_set_disabled(const char *username, int disabled, const struct auth_client *
 
 	if ((err = db_user_set_disabled(username, disabled, &id)) != KG_OK)
 		return err;
+	cache_revoked();
 	auth_event(disabled ? "user_disabled" : "user_enabled", id, username, cl);
 	return KG_OK;
 }
@@ -509,6 +535,7 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 		return err;
 	if ((err = db_user_set_password(user_id, hash, keep_key, revoked)) != KG_OK)
 		return err;
+	cache_revoked();
 	auth_event("password_changed", user_id, u.username, cl);
 	return KG_OK;
 }
@@ -531,6 +558,7 @@ auth_set_password(const char *username, const char *pw, size_t pwlen,
 		return err;
 	if ((err = db_user_set_password(u.id, hash, NULL, revoked)) != KG_OK)
 		return err;
+	cache_revoked();
 	auth_event("password_changed", u.id, u.username, cl);
 	return KG_OK;
 }
@@ -543,6 +571,7 @@ auth_revoke_all(long long user_id, const char *username, const struct auth_clien
 
 	if ((err = db_token_delete_all(user_id, NULL, revoked)) != KG_OK)
 		return err;
+	cache_revoked();
 	if (*revoked > 0)
 		auth_event("token_revoked", user_id, username, cl);
 	return KG_OK;

@@ -24,6 +24,10 @@ struct auth_session {
 	char key[TOKEN_KEY_LEN + 1];
 	char scopes[AUTH_MAX_SCOPES][AUTH_SCOPE_MAX + 1];
 	size_t nscopes;
+	/* The user's profile, as GET /me shows it. */
+	int has_email;
+	char email[DB_EMAIL_MAX];
+	char created_at[DB_TS_LEN];
 };
 
 /* A freshly issued token (holds a secret: auth_issued_wipe when done). */

@@ -49,6 +49,8 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
+	long token_cache_size;            /* entries per worker, 0 = off */
+	int token_cache_ttl;              /* seconds */
 	/* abuse resistance */
 	int login_max_failures;
 	int login_failure_window;         /* seconds */

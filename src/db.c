@@ -15,6 +15,13 @@
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
 #define THROTTLE_EXPIRED "t.window_start <= now() - make_interval(secs => $3)"
 #define THROTTLE_NEXT "(CASE WHEN " THROTTLE_EXPIRED " THEN 1 ELSE t.attempts + 1 END)"
+/*
+ * Statements that end sessions tell every listening worker (on every host)
+ * in the same statement, so the notification is sent exactly when the
+ * change commits. They return the number of rows removed.
+ */
+#define REVOKED_COUNT ", n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '')" \
+	" WHERE EXISTS (SELECT 1 FROM d)) SELECT (SELECT count(*) FROM d) FROM n"
 #define MIGRATE_LOCK_ID "7310413127405543"   /* arbitrary, fixed: "keygate migrate" */
 
 enum db_stmt {
@@ -65,8 +72,9 @@ static const struct {
 	/* One statement, so that no old token outlives a committed password change. */
 	[ST_USER_SET_PASSWORD] = { "user_set_password", 3,
 	    "WITH u AS (UPDATE users SET password_hash = $2, password_changed_at = now()"
-	    " WHERE id = $1 RETURNING id)"
-	    " DELETE FROM api_keys WHERE user_id IN (SELECT id FROM u) AND key IS DISTINCT FROM $3" },
+	    " WHERE id = $1 RETURNING id),"
+	    " d AS (DELETE FROM api_keys WHERE user_id IN (SELECT id FROM u)"
+	    " AND key IS DISTINCT FROM $3 RETURNING 1)" REVOKED_COUNT },
 	[ST_USER_REHASH] = { "user_rehash", 3,
 	    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2" },
 	[ST_TOKEN_INSERT] = { "token_insert", 9,
@@ -75,21 +83,27 @@ static const struct {
 	    " VALUES ($1, $2, decode($3, 'hex'), $4::text[], $5, now() + make_interval(secs => $6),"
 	    " $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING " TS("expires_at") },
 	[ST_TOKEN_TRIM] = { "token_trim", 2,
-	    "DELETE FROM api_keys k WHERE k.user_id = $1 AND (NOT " LIVE("k") " OR k.key IN"
+	    "WITH d AS (DELETE FROM api_keys k WHERE k.user_id = $1 AND (NOT " LIVE("k") " OR k.key IN"
 	    " (SELECT key FROM api_keys WHERE user_id = $1"
-	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $2))" },
+	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $2)) RETURNING 1)"
+	    REVOKED_COUNT },
+	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
 	    "SELECT k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text,"
-	    " k.last_used_at < now() - make_interval(secs => $2)"
+	    " k.last_used_at < now() - make_interval(secs => $2),"
+	    " extract(epoch FROM k.expires_at)::bigint, extract(epoch FROM k.last_used_at)::bigint,"
+	    " k.idle_timeout_s, u.email, " TS("u.created_at")
 	    " FROM api_keys k JOIN users u ON u.id = k.user_id"
 	    " WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k") },
 	[ST_TOKEN_TOUCH] = { "token_touch", 2,
 	    "UPDATE api_keys SET last_used_at = now()"
 	    " WHERE key = $1 AND last_used_at < now() - make_interval(secs => $2)" },
 	[ST_TOKEN_DELETE] = { "token_delete", 2,
-	    "DELETE FROM api_keys WHERE user_id = $1 AND key = $2" },
+	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key = $2 RETURNING 1)"
+	    REVOKED_COUNT },
 	[ST_TOKEN_DELETE_ALL] = { "token_delete_all", 2,
-	    "DELETE FROM api_keys WHERE user_id = $1 AND key IS DISTINCT FROM $2" },
+	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key IS DISTINCT FROM $2"
+	    " RETURNING 1)" REVOKED_COUNT },
 	[ST_TOKEN_LIST] = { "token_list", 1,
 	    "SELECT k.key, " TS("k.created_at") ", " TS("k.last_used_at") ", " TS("k.expires_at") ","
 	    " coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text"
@@ -128,7 +142,8 @@ static const struct {
 	    " VALUES ($1, $2, $3, $4, $5)" },
 	/* Disabling also ends every session: tokens of a disabled user are refused anyway. */
 	[ST_USER_SET_DISABLED] = { "user_set_disabled", 2,
-	    "UPDATE users SET disabled = $2 WHERE lower(username) = lower($1) RETURNING id" },
+	    "WITH d AS (UPDATE users SET disabled = $2 WHERE lower(username) = lower($1) RETURNING id)"
+	    " SELECT d.id, pg_notify('" DB_REVOKE_CHANNEL "', '') FROM d" },
 	[ST_USER_LIST] = { "user_list", 0,
 	    "SELECT u.id, u.username, coalesce(u.email, ''), u.disabled, " TS("u.created_at") ","
 	    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND " LIVE("k") ")"
@@ -156,6 +171,8 @@ static struct {
 	int backoff_ms;          /* current reconnect back-off */
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
+	unsigned long conn_gen;  /* bumped on every new connection */
+	unsigned long seen_gen;  /* conn_gen as of the last db_revocations_pending() */
 } db;
 
 static long long
@@ -251,6 +268,13 @@ db_connect(void)
 		PQclear(res);
 		res = NULL;
 	}
+	/* Learn of sessions ended by other workers, hosts and the admin command line. */
+	res = PQexec(db.conn, "LISTEN " DB_REVOKE_CHANNEL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		db_log_error("listen", PQresultErrorMessage(res));
+		goto out;
+	}
+	PQclear(res);
 	params[0] = db.statement_timeout;
 	res = PQexecPrepared(db.conn, db_stmts[ST_SET_TIMEOUT].name, 1, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -268,8 +292,31 @@ out:
 			log_info("database: connected");
 		db.backoff_ms = 0;
 		db.next_try_ms = 0;
+		db.conn_gen++;
 	}
 	return err;
+}
+
+int
+db_revocations_pending(void)
+{
+	PGnotify *n;
+	int any = 0;
+
+	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
+		return 1;
+	if (db.seen_gen != db.conn_gen) {
+		db.seen_gen = db.conn_gen;
+		any = 1;
+	}
+	/* libpq's socket is non-blocking: this only reads what has arrived. */
+	if (!PQconsumeInput(db.conn))
+		return 1;
+	while ((n = PQnotifies(db.conn)) != NULL) {
+		any = 1;
+		PQfreemem(n);
+	}
+	return any;
 }
 
 enum kg_err
@@ -452,6 +499,19 @@ db_change(enum db_stmt s, const char *const *params, long *count)
 	return err;
 }
 
+/* Run a revoking statement (REVOKED_COUNT); *count = tokens removed (may be NULL). */
+static enum kg_err
+db_revoke(enum db_stmt s, const char *const *params, long *count)
+{
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	if ((err = db_exec(s, params, 1, &res, NULL, 0)) == KG_OK && count != NULL)
+		*count = PQntuples(res) == 1 ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	return err;
+}
+
 enum kg_err
 db_user_set_password(long long id, const char *hash, const char *keep_key, long *revoked)
 {
@@ -459,7 +519,7 @@ db_user_set_password(long long id, const char *hash, const char *keep_key, long 
 	const char *params[3] = { idbuf, hash, keep_key };
 
 	(void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
-	return db_change(ST_USER_SET_PASSWORD, params, revoked);
+	return db_revoke(ST_USER_SET_PASSWORD, params, revoked);
 }
 
 enum kg_err
@@ -500,14 +560,14 @@ out:
 }
 
 enum kg_err
-db_token_trim(long long user_id, int max)
+db_token_trim(long long user_id, int max, long *removed)
 {
 	char idbuf[24], maxbuf[16];
 	const char *params[2] = { idbuf, maxbuf };
 
 	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
 	(void)snprintf(maxbuf, sizeof(maxbuf), "%d", max);
-	return db_change(ST_TOKEN_TRIM, params, NULL);
+	return db_revoke(ST_TOKEN_TRIM, params, removed);
 }
 
 enum kg_err
@@ -534,6 +594,12 @@ db_token_lookup(const char *key, int touch_interval, struct db_token *t)
 	db_copy(t->username, sizeof(t->username), res, 0, 2);
 	db_copy(t->scopes, sizeof(t->scopes), res, 0, 3);
 	t->needs_touch = PQgetvalue(res, 0, 4)[0] == 't';
+	t->expires_at = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	t->last_used_at = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	t->idle_s = strtol(PQgetvalue(res, 0, 7), NULL, 10);
+	t->has_email = !PQgetisnull(res, 0, 8);
+	db_copy(t->email, sizeof(t->email), res, 0, 8);
+	db_copy(t->created_at, sizeof(t->created_at), res, 0, 9);
 out:
 	PQclear(res);
 	return err;
@@ -556,7 +622,7 @@ db_token_delete(long long user_id, const char *key, long *deleted)
 	const char *params[2] = { idbuf, key };
 
 	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
-	return db_change(ST_TOKEN_DELETE, params, deleted);
+	return db_revoke(ST_TOKEN_DELETE, params, deleted);
 }
 
 enum kg_err
@@ -566,7 +632,7 @@ db_token_delete_all(long long user_id, const char *keep_key, long *deleted)
 	const char *params[2] = { idbuf, keep_key };
 
 	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
-	return db_change(ST_TOKEN_DELETE_ALL, params, deleted);
+	return db_revoke(ST_TOKEN_DELETE_ALL, params, deleted);
 }
 
 enum kg_err

@@ -19,6 +19,7 @@ struct conf;
 #define DB_HASH_MAX 256
 #define DB_SCOPES_MAX 1100  /* text form of text[] */
 #define DB_KEY_MAX 64
+#define DB_REVOKE_CHANNEL "keygate_revoke"  /* NOTIFY channel: some session ended */
 
 struct db_user {
 	long long id;
@@ -37,6 +38,12 @@ struct db_token {
 	char username[DB_NAME_MAX];
 	char scopes[DB_SCOPES_MAX];  /* "{a,b}" */
 	int needs_touch;
+	long long expires_at;        /* unix seconds, absolute */
+	long long last_used_at;      /* unix seconds */
+	long idle_s;
+	int has_email;
+	char email[DB_EMAIL_MAX];
+	char created_at[DB_TS_LEN];  /* of the user */
 };
 
 struct db_session {
@@ -75,6 +82,13 @@ void db_close(void);
 
 enum kg_err db_ping(void) KG_MUSTCHECK;
 
+/*
+ * 1 when a revocation may have happened elsewhere since the last call: a
+ * notification arrived, the connection was re-established (notifications
+ * may have been missed) or is down. Never blocks.
+ */
+int db_revocations_pending(void);
+
 /* KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN on a unique violation. */
 enum kg_err db_user_insert(const char *username, const char *email, const char *hash,
     long long *id) KG_MUSTCHECK;
@@ -91,7 +105,7 @@ enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash)
 enum kg_err db_token_insert(const struct db_token_new *t, int *collided,
     char expires_at[DB_TS_LEN]) KG_MUSTCHECK;
 /* Keep only the max most recently used tokens of a user. */
-enum kg_err db_token_trim(long long user_id, int max) KG_MUSTCHECK;
+enum kg_err db_token_trim(long long user_id, int max, long *removed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
 enum kg_err db_token_touch(const char *key, int touch_interval) KG_MUSTCHECK;

@@ -227,8 +227,15 @@ json_parse_fields(const char *body, size_t len, const struct json_field *fields,
 	} else {
 		if (json_prescan(body, len) != 0)
 			goto out;
-		root = cJSON_ParseWithLengthOpts(body, len, NULL, 0);
+		const char *end = NULL;
+
+		root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
 		if (root == NULL || !cJSON_IsObject(root) || json_has_duplicates(root))
+			goto out;
+		/* One value and nothing after it but white space. */
+		while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+			end++;
+		if (end != body + len)
 			goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -396,6 +403,14 @@ json_set_obj(struct json_obj *o, const char *key, struct json_obj *child)
 		o->failed = 1;
 	json_put(o, key, child->node);
 	free(child);
+}
+
+const char *
+json_get_str(const struct json_obj *o, const char *key)
+{
+	const cJSON *item = o == NULL ? NULL : cJSON_GetObjectItemCaseSensitive(o->node, key);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
 int

@@ -61,6 +61,8 @@ void json_set_bool(struct json_obj *o, const char *key, int val);
 void json_set_strv(struct json_obj *o, const char *key, const char *const *v, size_t n);
 /* Attach child under key (or append to an array when key is NULL); takes ownership. */
 void json_set_obj(struct json_obj *o, const char *key, struct json_obj *child);
+/* The string member key of o, or NULL. */
+const char *json_get_str(const struct json_obj *o, const char *key);
 /* 1 when o has a member called key. */
 int json_has(const struct json_obj *o, const char *key);
 /* Render o as compact JSON into a fresh string (caller frees). */

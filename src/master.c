@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "cache.h"
 #include "conf.h"
 #include "db.h"
 #include "fcgi.h"
@@ -70,6 +71,10 @@ master_configure(const struct conf *c)
 	if ((err = password_init(&pp)) != KG_OK) {
 		log_error("passwords: cannot initialise (common_passwords = %s): %s",
 		    c->common_passwords, kg_strerror(err));
+		return err;
+	}
+	if ((err = cache_configure((size_t)c->token_cache_size, c->token_cache_ttl)) != KG_OK) {
+		log_error("token cache: cannot allocate %ld entries", c->token_cache_size);
 		return err;
 	}
 	auth_configure(c);

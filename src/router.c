@@ -77,7 +77,7 @@ router_error(struct response *resp, enum kg_err err)
 	}
 	if (resp->status == 401 &&
 	    http_header_add(resp, "WWW-Authenticate", "Bearer realm=\"keygate\"%s",
-		resp->token_presented ? ", error=\"invalid_token\"" : "") != KG_OK)
+		resp->token_presented && err == KG_ETOKEN ? ", error=\"invalid_token\"" : "") != KG_OK)
 		log_warnx("cannot add WWW-Authenticate");
 	if (resp->status == 503 || resp->status == 429) {
 		long after = resp->retry_after > 0 ? resp->retry_after : db_retry_after();
