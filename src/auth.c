@@ -172,6 +172,7 @@ auth_verify(const struct token *t, struct auth_session *s)
 
 	memset(s, 0, sizeof(*s));
 	cached = cache_lookup(t->key, &row);
+	log_debug("token %s: cache %s", t->key, cached ? "hit" : "miss");
 	if (!cached) {
 		err = db_token_lookup(t->key, auth_conf.touch_interval, &row);
 		if (err == KG_ENOTFOUND)

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,7 +302,7 @@ int
 db_revocations_pending(void)
 {
 	PGnotify *n;
-	int any = 0;
+	int any = 0, i;
 
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
 		return 1;
@@ -309,9 +310,18 @@ db_revocations_pending(void)
 		db.seen_gen = db.conn_gen;
 		any = 1;
 	}
-	/* libpq's socket is non-blocking: this only reads what has arrived. */
-	if (!PQconsumeInput(db.conn))
-		return 1;
+	/*
+	 * Read only what has arrived (poll with no timeout): notifications, or
+	 * the server going away, which must end trust in the cache too.
+	 */
+	for (i = 0; i < 8; i++) {
+		struct pollfd p = { PQsocket(db.conn), POLLIN, 0 };
+
+		if (poll(&p, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
+			return 1;
+	}
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
 		PQfreemem(n);

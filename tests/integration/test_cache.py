@@ -1,0 +1,157 @@
+"""The per-worker token cache never outlives a revocation (issue 6 bounds).
+
+Each keygate pool (master + workers, one shared-memory epoch) stands for one
+host; two pools on the same database are two hosts. Caches are warmed by
+sending each token many times, so every worker has seen it, before the
+revocation; the bounds are then checked against every worker.
+"""
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from kgharness import REPO, keygate_env
+
+PASSWORD = "cache test passphrase 9471"
+LIMITS = dict(login_max_failures=1000, login_max_per_address=1000000,
+              join_max_per_address=1000000, log_level="warn")
+
+
+def _user(kg, n_tokens=1):
+    name = "c" + uuid.uuid4().hex[:12]
+    r = kg.fcgi("POST", "/join", body={"username": name, "password": PASSWORD})
+    assert r.status == 201, r.text
+    tokens = []
+    for _ in range(n_tokens):
+        r = kg.fcgi("POST", "/login", body={"username": name, "password": PASSWORD})
+        assert r.status == 200, r.text
+        tokens.append(r.json()["token"])
+    return name, tokens
+
+
+def _me(kg, token):
+    return kg.fcgi("GET", "/me", headers={"Authorization": "Bearer " + token})
+
+
+def _warm(kg, token, n=40):
+    for _ in range(n):
+        assert _me(kg, token).status == 200
+
+
+@pytest.fixture
+def pool(keygate):
+    return keygate.start(workers=3, **LIMITS)
+
+
+def test_logout_is_refused_by_every_worker_at_once(pool):
+    _, (token, other) = _user(pool, 2)
+    _warm(pool, token)
+    _warm(pool, other)
+    r = pool.fcgi("POST", "/logout", headers={"Authorization": "Bearer " + token})
+    assert r.status == 200 and r.json()["key_removed"] is True
+    # Straight after the revoking request returned: no worker may still say yes.
+    statuses = [_me(pool, token).status for _ in range(60)]
+    assert set(statuses) == {401}, statuses
+    # The user's other token is unaffected.
+    assert _me(pool, other).status == 200
+
+
+def test_session_delete_and_password_change_are_refused_at_once(pool):
+    name, (a, b, c) = _user(pool, 3)
+    for t in (a, b, c):
+        _warm(pool, t)
+    key_b = b.split(".")[0]
+    r = pool.fcgi("DELETE", "/sessions/" + key_b, headers={"Authorization": "Bearer " + a})
+    assert r.status == 200
+    assert {_me(pool, b).status for _ in range(45)} == {401}
+    r = pool.fcgi("POST", "/password", headers={"Authorization": "Bearer " + a},
+                  body={"current_password": PASSWORD,
+                        "new_password": "a brand new cache passphrase 5"})
+    assert r.status == 200, r.text
+    assert {_me(pool, c).status for _ in range(45)} == {401}
+    assert _me(pool, a).status == 200
+
+
+def test_token_trimmed_by_max_tokens_is_refused_at_once(keygate):
+    kg = keygate.start(workers=3, max_tokens_per_user=2, **LIMITS)
+    name, (t1, t2) = _user(kg, 2)
+    _warm(kg, t1)
+    _warm(kg, t2)
+    time.sleep(1.1)  # t2 must be the more recently used one when trimming
+    _warm(kg, t2, 3)
+    r = kg.fcgi("POST", "/login", body={"username": name, "password": PASSWORD})
+    assert r.status == 200
+    assert {_me(kg, t1).status for _ in range(45)} == {401}
+
+
+def test_revocation_on_another_host_is_seen_within_one_second(keygate, pg):
+    host_a = keygate.start(workers=2, **LIMITS)
+    host_b = keygate.start(workers=2, **LIMITS)
+    _, (token,) = _user(host_a, 1)
+    _warm(host_a, token)
+    _warm(host_b, token)
+    r = host_a.fcgi("POST", "/logout", headers={"Authorization": "Bearer " + token})
+    assert r.status == 200
+    start = time.monotonic()
+    deadline = start + 1.0
+    refused_streak = 0
+    while time.monotonic() < deadline and refused_streak < 20:
+        refused_streak = refused_streak + 1 if _me(host_b, token).status == 401 else 0
+    elapsed = time.monotonic() - start
+    assert refused_streak >= 20, "host B still accepted the token after %.3fs" % elapsed
+    # And it stays refused on every worker of host B.
+    assert {_me(host_b, token).status for _ in range(40)} == {401}
+
+
+def test_disable_from_the_command_line_is_seen_within_one_second(pool, pg):
+    name, (token,) = _user(pool, 1)
+    _warm(pool, token)
+    env = keygate_env(pg)
+    start = time.monotonic()
+    subprocess.run([os.path.join(REPO, "src", "keygate"), "user", "disable", name], env=env,
+                   check=True, capture_output=True, timeout=30)
+    deadline = time.monotonic() + 1.0
+    streak = 0
+    while time.monotonic() < deadline and streak < 20:
+        streak = streak + 1 if _me(pool, token).status == 401 else 0
+    assert streak >= 20, "disabled user's token still accepted %.3fs after the command" % (
+        time.monotonic() - start)
+    subprocess.run([os.path.join(REPO, "src", "keygate"), "user", "enable", name], env=env,
+                   check=True, capture_output=True, timeout=30)
+    # Enabling does not bring the old sessions back... they were never deleted,
+    # so they work again: disabling suspends, logout revokes.
+    assert _me(pool, token).status == 200
+
+
+def test_database_down_means_no_cached_answers(pool, pg):
+    _, (token,) = _user(pool, 1)
+    _warm(pool, token)
+    pg.stop()
+    try:
+        # Revocations cannot be heard while the database is away: fail closed.
+        statuses = {_me(pool, token).status for _ in range(12)}
+        assert statuses == {503}, statuses
+    finally:
+        pg.start()
+
+
+def test_cache_is_used(keygate):
+    """Most token checks must not reach the database (the point of the cache)."""
+    kg = keygate.start(workers=2, **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    for _ in range(300):
+        assert _me(kg, token).status == 200
+    log = kg.log()
+    hits = log.count("cache hit")
+    misses = log.count("cache miss")
+    assert hits >= 250 and misses <= 50, (hits, misses)
+
+
+def test_cache_off_still_serves(keygate):
+    kg = keygate.start(workers=2, token_cache_size=0, **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    for _ in range(20):
+        assert _me(kg, token).status == 200
+    assert "cache hit" not in kg.log()
