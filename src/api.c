@@ -15,17 +15,128 @@
 
 #define API_UA_MAX 255
 
+#define API_ORIGINS_MAX 32
+#define API_ORIGIN_LEN 256
+
 static struct addr_list api_status_allow;
 static struct addr_list api_trusted_proxies;
+
+/* Browser settings: cookie mode, CSRF and CORS. */
+static struct {
+	char cookie_name[64];
+	int cookie_secure;
+	char cookie_path[256];
+	int lifetime, remember_lifetime;
+	char origins[API_ORIGINS_MAX][API_ORIGIN_LEN];
+	size_t norigins;
+} api_web;
+
+static enum kg_err
+api_parse_origins(const char *spec)
+{
+	const char *p = spec;
+
+	api_web.norigins = 0;
+	while (*p != '\0') {
+		size_t w;
+
+		p += strspn(p, " ,\t");
+		w = strcspn(p, " ,\t");
+		if (w == 0)
+			break;
+		while (w > 0 && p[w - 1] == '/')
+			w--;
+		if (w >= API_ORIGIN_LEN || api_web.norigins == API_ORIGINS_MAX ||
+		    (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0))
+			return KG_ECONFIG;
+		memcpy(api_web.origins[api_web.norigins], p, w);
+		api_web.origins[api_web.norigins][w] = '\0';
+		api_web.norigins++;
+		p += strcspn(p, " ,\t");
+	}
+	return KG_OK;
+}
 
 enum kg_err
 api_configure(const struct conf *c)
 {
 	enum kg_err err;
+	int n;
 
 	if ((err = addr_list_parse(c->status_allow, &api_status_allow)) != KG_OK)
 		return err;
-	return addr_list_parse(c->trusted_proxies, &api_trusted_proxies);
+	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
+		return err;
+	if ((err = api_parse_origins(c->allowed_origins)) != KG_OK)
+		return err;
+	(void)snprintf(api_web.cookie_name, sizeof(api_web.cookie_name), "%s", c->cookie_name);
+	api_web.cookie_secure = c->cookie_secure;
+	n = snprintf(api_web.cookie_path, sizeof(api_web.cookie_path), "%s",
+	    c->base_path[0] != '\0' ? c->base_path : "/");
+	if (n < 0 || (size_t)n >= sizeof(api_web.cookie_path))
+		return KG_ECONFIG;
+	api_web.lifetime = c->token_lifetime;
+	api_web.remember_lifetime = c->remember_lifetime;
+	return KG_OK;
+}
+
+/* 1 when origin is exactly one of allowed_origins. */
+static int
+api_origin_allowed(const char *origin)
+{
+	size_t i;
+
+	for (i = 0; origin != NULL && i < api_web.norigins; i++)
+		if (strcmp(origin, api_web.origins[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* 1 when referer is a URL under one of allowed_origins. */
+static int
+api_referer_allowed(const char *referer)
+{
+	size_t i, n;
+
+	for (i = 0; referer != NULL && i < api_web.norigins; i++) {
+		n = strlen(api_web.origins[i]);
+		if (strncmp(referer, api_web.origins[i], n) == 0 &&
+		    (referer[n] == '/' || referer[n] == '\0'))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+api_has_cookie(const struct request *req)
+{
+	const char *val;
+	size_t len;
+
+	return req->cookie != NULL && http_cookie_get(req->cookie, api_web.cookie_name, &val, &len) > 0;
+}
+
+/*
+ * CSRF check for a request that a browser may have sent on its own: an
+ * allowed Origin, else (no Origin) an allowed Referer or a custom header
+ * that cross-site forms cannot send. A foreign Origin is always refused.
+ */
+static enum kg_err
+api_csrf_check(const struct request *req)
+{
+	if (req->origin != NULL)
+		return api_origin_allowed(req->origin) ? KG_OK : KG_ECSRF;
+	if (api_referer_allowed(req->referer) || req->requested_with != NULL)
+		return KG_OK;
+	return KG_ECSRF;
+}
+
+static enum kg_err
+api_set_cookie(struct response *resp, const char *value, long max_age)
+{
+	return http_header_add(resp, "Set-Cookie", "%s=%s; Path=%s; Max-Age=%ld; HttpOnly;%s SameSite=Strict",
+	    api_web.cookie_name, value, api_web.cookie_path, max_age,
+	    api_web.cookie_secure ? " Secure;" : "");
 }
 
 /* Who is asking, for throttling, sessions and the audit trail. */
@@ -84,6 +195,30 @@ api_authenticate(const struct request *req, struct response *resp, const char *b
 	enum kg_err err;
 
 	err = auth_credentials(req, body_key, body_secret, &t, &presented);
+	if (err == KG_OK && !presented && req->cookie != NULL) {
+		/* The cookie counts only when nothing else is presented. */
+		const char *val;
+		size_t len;
+		char buf[TOKEN_LEN + 1];
+		int n = http_cookie_get(req->cookie, api_web.cookie_name, &val, &len);
+
+		if (n > 1)
+			err = KG_EINPUT;
+		else if (n == 1) {
+			presented = 1;
+			if (len >= sizeof(buf))
+				err = KG_ETOKEN;
+			else {
+				memcpy(buf, val, len);
+				buf[len] = '\0';
+				err = token_parse(buf, &t);
+				crypto_wipe(buf, sizeof(buf));
+			}
+			/* A browser sends cookies on cross-site requests too. */
+			if (err == KG_OK && req->method != HTTP_GET && req->method != HTTP_HEAD)
+				err = api_csrf_check(req);
+		}
+	}
 	resp->token_presented = presented;
 	if (err == KG_OK && !presented)
 		err = KG_ETOKEN;
@@ -185,6 +320,7 @@ api_login(struct request *req, struct response *resp)
 		{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
 		{ "key", JF_STRING, 256, 0 },
 		{ "secret", JF_STRING, 256, 0 },
+		{ "cookie", JF_BOOL, 0, 0 },
 	};
 	struct json_value v[NFIELDS(fields)];
 	struct auth_issued issued;
@@ -225,6 +361,11 @@ api_login(struct request *req, struct response *resp)
 		api_field_error(resp, "scopes", "invalid");
 	if (resp->fields != NULL)
 		goto out;
+	/* A login that sets a cookie must come from a page we trust (login CSRF). */
+	if (v[6].boolean && req->origin != NULL && !api_origin_allowed(req->origin)) {
+		err = KG_ECSRF;
+		goto out;
+	}
 	err = auth_login(v[0].str, v[1].str, v[1].len, v[2].boolean,
 	    (const char *const *)v[3].strv, v[3].n, cl, &issued);
 	resp->retry_after = cl->retry_after;
@@ -233,11 +374,17 @@ api_login(struct request *req, struct response *resp)
 	if (err != KG_OK)
 		goto out;
 	token_format(&issued.token, token, sizeof(token));
+	if (v[6].boolean && (err = api_set_cookie(resp, token,
+	    v[2].boolean ? api_web.remember_lifetime : api_web.lifetime)) != KG_OK)
+		goto out;
 	o = api_ok(resp, 200);
 	json_set_int(o, "user_id", issued.user_id);
 	json_set_str(o, "key", issued.token.key);
-	json_set_str(o, "secret", issued.token.secret);
-	json_set_str(o, "token", token);
+	/* In cookie mode no script ever sees the secret. */
+	if (!v[6].boolean) {
+		json_set_str(o, "secret", issued.token.secret);
+		json_set_str(o, "token", token);
+	}
 	json_set_str(o, "expires_at", issued.expires_at);
 	json_set_int(o, "idle_timeout", issued.idle_timeout);
 	if (v[3].present)
@@ -270,6 +417,9 @@ api_logout(struct request *req, struct response *resp)
 	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
 		return err;
 	err = api_authenticate(req, resp, v[0].str, v[1].str, &s);
+	/* Whatever happens, a browser that sent our cookie loses it (not on a CSRF refusal). */
+	if (err != KG_ECSRF && api_has_cookie(req) && api_set_cookie(resp, "", 0) != KG_OK)
+		err = KG_ESYS;
 	if (err == KG_ETOKEN) {
 		/* The original client reads key_removed on failure too. */
 		resp->json = json_obj_new();
@@ -451,4 +601,30 @@ api_authorize(struct request *req, struct response *resp)
 	resp->status = 200;
 	resp->no_body = 1;
 	return KG_OK;
+}
+
+enum kg_err
+api_preflight(struct request *req, struct response *resp)
+{
+	if (!api_origin_allowed(req->origin) || req->preflight_method == NULL)
+		return KG_EFORBIDDEN;
+	if (http_header_add(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE") != KG_OK ||
+	    http_header_add(resp, "Access-Control-Allow-Headers",
+		"Authorization, Content-Type, Key, Secret, X-Requested-With") != KG_OK ||
+	    http_header_add(resp, "Access-Control-Max-Age", "600") != KG_OK)
+		return KG_ESYS;
+	resp->status = 204;
+	resp->no_body = 1;
+	return KG_OK;
+}
+
+void
+api_cors(const struct request *req, struct response *resp)
+{
+	/* Only ever the one allowed origin asking, never "*", never credentials. */
+	if (!api_origin_allowed(req->origin))
+		return;
+	if (http_header_add(resp, "Access-Control-Allow-Origin", "%s", req->origin) != KG_OK ||
+	    http_header_add(resp, "Vary", "Origin") != KG_OK)
+		log_warnx("cannot add CORS headers");
 }

@@ -16,6 +16,11 @@ typedef enum kg_err (*api_handler)(struct request *req, struct response *resp);
 /* Take the settings handlers need (status_allow, ...). KG_ECONFIG on a bad list. */
 enum kg_err api_configure(const struct conf *c) KG_MUSTCHECK;
 
+/* OPTIONS preflight from an allowed origin: 204 with the allowed methods and headers. */
+enum kg_err api_preflight(struct request *req, struct response *resp);
+/* CORS headers on a response to an allowed origin. */
+void api_cors(const struct request *req, struct response *resp);
+
 enum kg_err api_health(struct request *req, struct response *resp);
 enum kg_err api_status(struct request *req, struct response *resp);
 enum kg_err api_join(struct request *req, struct response *resp);

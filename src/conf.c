@@ -78,6 +78,9 @@ static const struct conf_key conf_table[] = {
 	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL },
 	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL },
 	{ "trusted_proxies", CT_STR, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
+	{ "cookie_name", CT_STR, O(cookie_name), S(cookie_name), "keygate_token", 0, 0, NULL },
+	{ "cookie_secure", CT_INT, O(cookie_secure), 0, "1", 0, 1, NULL },
+	{ "allowed_origins", CT_STR, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL },
 	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL },
 };
 

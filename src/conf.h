@@ -60,6 +60,10 @@ struct conf {
 	int join_max_per_address;         /* per hour */
 	char trusted_proxies[CONF_STR_MAX];
 	int audit_retention;              /* seconds */
+	/* browsers */
+	char cookie_name[64];
+	int cookie_secure;                /* 0/1 */
+	char allowed_origins[CONF_STR_MAX];
 };
 
 /*

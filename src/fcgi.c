@@ -62,6 +62,11 @@ fcgi_read_params(FCGX_Request *r, const struct conf *c, struct request *req)
 	req->hdr_secret = FCGX_GetParam("HTTP_SECRET", env);
 	req->user_agent = FCGX_GetParam("HTTP_USER_AGENT", env);
 	req->forwarded_for = FCGX_GetParam("HTTP_X_FORWARDED_FOR", env);
+	req->cookie = FCGX_GetParam("HTTP_COOKIE", env);
+	req->origin = FCGX_GetParam("HTTP_ORIGIN", env);
+	req->referer = FCGX_GetParam("HTTP_REFERER", env);
+	req->requested_with = FCGX_GetParam("HTTP_X_REQUESTED_WITH", env);
+	req->preflight_method = FCGX_GetParam("HTTP_ACCESS_CONTROL_REQUEST_METHOD", env);
 	role = FCGX_GetParam("FCGI_ROLE", env);
 	req->authorizer = role != NULL && strcmp(role, "AUTHORIZER") == 0;
 	req->content_length = fcgi_content_length(FCGX_GetParam("CONTENT_LENGTH", env));

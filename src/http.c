@@ -159,6 +159,34 @@ http_query_has_credentials(const char *query)
 }
 
 int
+http_cookie_get(const char *hdr, const char *name, const char **val, size_t *len)
+{
+	size_t nlen = strlen(name);
+	const char *p = hdr;
+	int found = 0;
+
+	*val = NULL;
+	*len = 0;
+	while (p != NULL && *p != '\0') {
+		size_t seg;
+
+		while (*p == ' ' || *p == ';')
+			p++;
+		seg = strcspn(p, ";");
+		if (seg > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			if (found++ == 0) {
+				*val = p + nlen + 1;
+				*len = seg - nlen - 1;
+				while (*len > 0 && (*val)[*len - 1] == ' ')
+					(*len)--;
+			}
+		}
+		p += seg;
+	}
+	return found;
+}
+
+int
 http_is_json(const char *ct)
 {
 	size_t n = strlen("application/json");

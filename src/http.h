@@ -36,6 +36,11 @@ struct request {
 	const char *hdr_secret;
 	const char *user_agent;
 	const char *forwarded_for;  /* X-Forwarded-For, trusted only from trusted_proxies */
+	const char *cookie;
+	const char *origin;
+	const char *referer;
+	const char *requested_with; /* X-Requested-With: a cross-site form cannot send it */
+	const char *preflight_method; /* Access-Control-Request-Method */
 	int authorizer;             /* FCGI_ROLE=AUTHORIZER */
 	char *body;                 /* owned */
 	size_t body_len;
@@ -85,6 +90,13 @@ enum kg_err http_bearer(const char *hdr, const char **token) KG_MUSTCHECK;
  * credentials (key, secret, token, access_token, api_key, password).
  */
 int http_query_has_credentials(const char *query);
+
+/*
+ * Find cookie name in a Cookie header; val and len point into hdr. Returns how
+ * many cookies of that name there are (more than one is ambiguous: a
+ * sibling domain may have planted one).
+ */
+int http_cookie_get(const char *hdr, const char *name, const char **val, size_t *len);
 
 /* Is this Content-Type application/json (parameters allowed)? */
 int http_is_json(const char *content_type);

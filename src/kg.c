@@ -8,6 +8,7 @@ static const char *const kg_errtext[KG_ERR__MAX] = {
 	[KG_EAUTH] = "invalid credentials",
 	[KG_ETOKEN] = "invalid token",
 	[KG_EFORBIDDEN] = "forbidden",
+	[KG_ECSRF] = "cross-site request refused",
 	[KG_ENOTFOUND] = "not found",
 	[KG_EMETHOD] = "method not allowed",
 	[KG_EUSERNAME_TAKEN] = "username taken",

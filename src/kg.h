@@ -17,6 +17,7 @@ enum kg_err {
 	KG_EAUTH,         /* wrong username/password (401 invalid_credentials) */
 	KG_ETOKEN,        /* missing, malformed, unknown, expired token (401) */
 	KG_EFORBIDDEN,    /* caller may not do this (403) */
+	KG_ECSRF,         /* cookie-authenticated request failed the CSRF check (403) */
 	KG_ENOTFOUND,     /* no such route or object (404) */
 	KG_EMETHOD,       /* route exists, method does not (405) */
 	KG_EUSERNAME_TAKEN, /* 409 */

@@ -39,6 +39,7 @@ static const struct {
 	[KG_EAUTH] = { 401, "invalid_credentials", "Invalid username or password." },
 	[KG_ETOKEN] = { 401, "invalid_token", "The token is missing, invalid or expired." },
 	[KG_EFORBIDDEN] = { 403, "forbidden", "Not allowed." },
+	[KG_ECSRF] = { 403, "csrf_failed", "Cross-site request refused: send it from an allowed origin." },
 	[KG_ENOTFOUND] = { 404, "not_found", "Not found." },
 	[KG_EMETHOD] = { 405, "method_not_allowed", "Method not allowed on this path." },
 	[KG_EUSERNAME_TAKEN] = { 409, "username_taken", "That username is taken." },
@@ -146,6 +147,12 @@ router_handle(struct request *req, struct response *resp)
 			router_error(resp, KG_ESYS);
 		return;
 	}
+	if (req->method == HTTP_OPTIONS) {
+		if ((err = api_preflight(req, resp)) != KG_OK)
+			router_error(resp, err);
+		api_cors(req, resp);
+		return;
+	}
 	if (http_query_has_credentials(req->query)) {
 		resp->json = json_obj_new();
 		json_set_str(resp->json, "message",
@@ -159,4 +166,5 @@ router_handle(struct request *req, struct response *resp)
 		router_error(resp, err);
 	else if (resp->status == 0)
 		resp->status = 200;
+	api_cors(req, resp);
 }
