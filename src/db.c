@@ -176,15 +176,6 @@ static struct {
 	unsigned long seen_gen;  /* conn_gen as of the last db_revocations_pending() */
 } db;
 
-static long long
-db_now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 db_configure(const struct conf *c)
 {
@@ -222,13 +213,13 @@ db_schedule_retry(void)
 	db.backoff_ms = db.backoff_ms == 0 ? 250 : db.backoff_ms * 2;
 	if (db.backoff_ms > db.retry_max_ms)
 		db.backoff_ms = db.retry_max_ms;
-	db.next_try_ms = db_now_ms() + db.backoff_ms;
+	db.next_try_ms = kg_monotonic_ms() + db.backoff_ms;
 }
 
 long
 db_retry_after(void)
 {
-	long long left = db.next_try_ms - db_now_ms();
+	long long left = db.next_try_ms - kg_monotonic_ms();
 
 	if (left <= 1000)
 		return 1;
@@ -338,7 +329,7 @@ db_ready(void)
 		db_close();
 		db.next_try_ms = 0;
 	}
-	if (db_now_ms() < db.next_try_ms)
+	if (kg_monotonic_ms() < db.next_try_ms)
 		return KG_EDB;
 	return db_connect();
 }

@@ -163,7 +163,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 	struct request req;
 	struct response resp;
 	enum kg_err err;
-	long long start = scoreboard_now_ms(), ms;
+	long long start = kg_monotonic_ms(), ms;
 
 	memset(&req, 0, sizeof(req));
 	memset(&resp, 0, sizeof(resp));
@@ -179,7 +179,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 	else
 		router_handle(&req, &resp);
 	fcgi_respond(r, &resp);
-	ms = scoreboard_now_ms() - start;
+	ms = kg_monotonic_ms() - start;
 	scoreboard_request_end(ms, ms >= c->slow_request);
 	/* Never the query string or a header: they may carry credentials. */
 	if (ms >= c->slow_request)

@@ -1,3 +1,5 @@
+#include <time.h>
+
 #include "kg.h"
 
 static const char *const kg_errtext[KG_ERR__MAX] = {
@@ -27,4 +29,13 @@ kg_strerror(enum kg_err err)
 	if ((unsigned)err >= KG_ERR__MAX || kg_errtext[err] == NULL)
 		return "unknown error";
 	return kg_errtext[err];
+}
+
+long long
+kg_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -31,6 +31,9 @@ enum kg_err {
 	KG_ERR__MAX
 };
 
+/* Milliseconds on the monotonic clock: for intervals and deadlines. */
+long long kg_monotonic_ms(void);
+
 /* Short English text for an error code; never NULL, static storage. */
 const char *kg_strerror(enum kg_err err);
 

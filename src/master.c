@@ -336,7 +336,7 @@ master_spawn(const struct conf *c)
 	pool[i].pid = pid;
 	pool[i].slot = slot;
 	pool[i].gen = pool_gen;
-	pool[i].started_ms = scoreboard_now_ms();
+	pool[i].started_ms = kg_monotonic_ms();
 	pool[i].retiring = 0;
 	return 0;
 }
@@ -373,7 +373,7 @@ master_reap(int shutting_down)
 			log_debug("worker %ld exited", (long)pid);
 		if ((WIFSIGNALED(status) || WEXITSTATUS(status) != 0) && !shutting_down &&
 		    !pool[i].retiring) {
-			if (scoreboard_now_ms() - pool[i].started_ms < CRASH_WINDOW_MS)
+			if (kg_monotonic_ms() - pool[i].started_ms < CRASH_WINDOW_MS)
 				crashed = 1;
 			scoreboard_respawned();
 		}
@@ -411,7 +411,7 @@ master_retire_one(int old_gen_only)
 static void
 master_kill_stuck(const struct conf *c)
 {
-	long long now = scoreboard_now_ms();
+	long long now = kg_monotonic_ms();
 	int i;
 
 	for (i = 0; i < SCOREBOARD_MAX; i++) {
@@ -477,7 +477,7 @@ master_loop(const char *conf_file, struct conf *c)
 			if (!shutting_down) {
 				log_info("shutting down: draining workers");
 				shutting_down = 1;
-				shutdown_deadline = scoreboard_now_ms() + (long long)c->shutdown_timeout * 1000;
+				shutdown_deadline = kg_monotonic_ms() + (long long)c->shutdown_timeout * 1000;
 				master_signal_all(SIGTERM);
 			}
 		} else if (sig == SIGHUP && !shutting_down)
@@ -486,10 +486,10 @@ master_loop(const char *conf_file, struct conf *c)
 			backoff_ms = backoff_ms == 0 ? 100 : backoff_ms * 2;
 			if (backoff_ms > BACKOFF_MAX_MS)
 				backoff_ms = BACKOFF_MAX_MS;
-			respawn_at = scoreboard_now_ms() + backoff_ms;
+			respawn_at = kg_monotonic_ms() + backoff_ms;
 			log_warnx("worker crashed soon after start; next respawn in %dms", backoff_ms);
 		}
-		now = scoreboard_now_ms();
+		now = kg_monotonic_ms();
 		if (shutting_down) {
 			if (master_count(-1, 0) + master_count(-1, 1) == 0)
 				return 0;

@@ -29,15 +29,6 @@ struct sb_table {
 static struct sb_table *sb;
 static int sb_self = -1;
 
-long long
-scoreboard_now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 enum kg_err
 scoreboard_init(int max_workers)
 {
@@ -150,7 +141,7 @@ scoreboard_request_begin(void)
 	if (sb == NULL || sb_self < 0)
 		return;
 	s = &sb->slots[sb_self];
-	atomic_store(&s->request_start_ms, scoreboard_now_ms());
+	atomic_store(&s->request_start_ms, kg_monotonic_ms());
 	atomic_store(&s->request_start_wall, (long long)time(NULL));
 	atomic_store(&s->busy, 1);
 	atomic_fetch_add(&sb->accepted, 1);
@@ -202,7 +193,7 @@ scoreboard_report(struct json_obj *o)
 		json_set_int(w, "requests", atomic_load(&s->requests));
 		if (busy) {
 			json_set_int(w, "request_start", atomic_load(&s->request_start_wall));
-			json_set_int(w, "request_ms", scoreboard_now_ms() - atomic_load(&s->request_start_ms));
+			json_set_int(w, "request_ms", kg_monotonic_ms() - atomic_load(&s->request_start_ms));
 		} else
 			json_set_str(w, "request_start", NULL);
 		json_set_obj(workers, NULL, w);

@@ -46,7 +46,4 @@ void scoreboard_epoch_bump(void);
 /* Add "pool" and "workers" to o (GET /status). */
 void scoreboard_report(struct json_obj *o);
 
-/* Monotonic milliseconds. */
-long long scoreboard_now_ms(void);
-
 #endif
