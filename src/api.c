@@ -15,9 +15,6 @@
 
 #define API_UA_MAX 255
 
-#define API_ORIGINS_MAX 32
-#define API_ORIGIN_LEN 256
-
 static struct addr_list api_status_allow;
 static struct addr_list api_trusted_proxies;
 
@@ -27,35 +24,8 @@ static struct {
 	int cookie_secure;
 	char cookie_path[256];
 	int lifetime, remember_lifetime;
-	char origins[API_ORIGINS_MAX][API_ORIGIN_LEN];
-	size_t norigins;
+	struct http_origins origins;
 } api_web;
-
-static enum kg_err
-api_parse_origins(const char *spec)
-{
-	const char *p = spec;
-
-	api_web.norigins = 0;
-	while (*p != '\0') {
-		size_t w;
-
-		p += strspn(p, " ,\t");
-		w = strcspn(p, " ,\t");
-		if (w == 0)
-			break;
-		while (w > 0 && p[w - 1] == '/')
-			w--;
-		if (w >= API_ORIGIN_LEN || api_web.norigins == API_ORIGINS_MAX ||
-		    (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0))
-			return KG_ECONFIG;
-		memcpy(api_web.origins[api_web.norigins], p, w);
-		api_web.origins[api_web.norigins][w] = '\0';
-		api_web.norigins++;
-		p += strcspn(p, " ,\t");
-	}
-	return KG_OK;
-}
 
 enum kg_err
 api_configure(const struct conf *c)
@@ -67,7 +37,7 @@ api_configure(const struct conf *c)
 		return err;
 	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
 		return err;
-	if ((err = api_parse_origins(c->allowed_origins)) != KG_OK)
+	if ((err = http_origins_parse(c->allowed_origins, &api_web.origins)) != KG_OK)
 		return err;
 	(void)snprintf(api_web.cookie_name, sizeof(api_web.cookie_name), "%s", c->cookie_name);
 	api_web.cookie_secure = c->cookie_secure;
@@ -80,31 +50,10 @@ api_configure(const struct conf *c)
 	return KG_OK;
 }
 
-/* 1 when origin is exactly one of allowed_origins. */
 static int
 api_origin_allowed(const char *origin)
 {
-	size_t i;
-
-	for (i = 0; origin != NULL && i < api_web.norigins; i++)
-		if (strcmp(origin, api_web.origins[i]) == 0)
-			return 1;
-	return 0;
-}
-
-/* 1 when referer is a URL under one of allowed_origins. */
-static int
-api_referer_allowed(const char *referer)
-{
-	size_t i, n;
-
-	for (i = 0; referer != NULL && i < api_web.norigins; i++) {
-		n = strlen(api_web.origins[i]);
-		if (strncmp(referer, api_web.origins[i], n) == 0 &&
-		    (referer[n] == '/' || referer[n] == '\0'))
-			return 1;
-	}
-	return 0;
+	return http_origin_allowed(&api_web.origins, origin);
 }
 
 static int
@@ -126,7 +75,7 @@ api_csrf_check(const struct request *req)
 {
 	if (req->origin != NULL)
 		return api_origin_allowed(req->origin) ? KG_OK : KG_ECSRF;
-	if (api_referer_allowed(req->referer) || req->requested_with != NULL)
+	if (http_referer_allowed(&api_web.origins, req->referer) || req->requested_with != NULL)
 		return KG_OK;
 	return KG_ECSRF;
 }

@@ -109,13 +109,22 @@ enum kg_err
 auth_credentials(const struct request *req, const char *body_key, const char *body_secret,
     struct token *t, int *presented)
 {
-	const char *bearer = NULL;
+	char bearer[TOKEN_LEN + 1];
+	const char *cred = NULL;
+	size_t len = 0;
 	int ways = 0;
+	enum kg_err err;
 
 	*presented = 0;
+	bearer[0] = '\0';
 	if (req->authorization != NULL) {
-		if (http_bearer(req->authorization, &bearer) != KG_OK)
+		if (http_bearer(req->authorization, &cred, &len) != KG_OK)
 			return KG_EINPUT;
+		/* Longer than any token: leave it empty so that it is refused as one. */
+		if (len < sizeof(bearer)) {
+			memcpy(bearer, cred, len);
+			bearer[len] = '\0';
+		}
 		ways++;
 	}
 	if (req->hdr_key != NULL || req->hdr_secret != NULL) {
@@ -133,8 +142,11 @@ auth_credentials(const struct request *req, const char *body_key, const char *bo
 	if (ways > 1)
 		return KG_EINPUT;
 	*presented = 1;
-	if (bearer != NULL)
-		return token_parse(bearer, t);
+	if (cred != NULL) {
+		err = token_parse(bearer, t);
+		crypto_wipe(bearer, sizeof(bearer));
+		return err;
+	}
 	if (req->hdr_key != NULL)
 		return token_from_parts(req->hdr_key, req->hdr_secret, t);
 	return token_from_parts(body_key, body_secret, t);

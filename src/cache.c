@@ -132,7 +132,7 @@ cache_store(const char *key, const struct db_token *row)
 	e->gen = ticket_gen;
 	e->has_email = row->has_email;
 	(void)snprintf(e->username, sizeof(e->username), "%s", row->username);
-	(void)snprintf(e->scopes, sizeof(e->scopes), "%s", row->scopes);
+	memcpy(e->scopes, row->scopes, strlen(row->scopes) + 1); /* length checked above */
 	(void)snprintf(e->email, sizeof(e->email), "%s", row->email);
 	(void)snprintf(e->created_at, sizeof(e->created_at), "%s", row->created_at);
 }

@@ -8,7 +8,9 @@
 
 #include <ini.h>
 
+#include "addr.h"
 #include "conf.h"
+#include "http.h"
 
 #ifndef KG_SYSCONFDIR
 #define KG_SYSCONFDIR "/etc"
@@ -17,7 +19,11 @@
 #define KG_DATADIR "/usr/share/keygate"
 #endif
 
-enum conf_type { CT_STR, CT_INT, CT_LONG, CT_DURATION, CT_OCTAL, CT_CHOICE };
+enum conf_type {
+	CT_STR, CT_INT, CT_LONG, CT_DURATION, CT_OCTAL, CT_CHOICE,
+	CT_CIDRS,      /* string: addresses and CIDR networks */
+	CT_ORIGINS,    /* string: http(s)://host[:port] origins */
+};
 
 struct conf_key {
 	const char *name;
@@ -28,6 +34,9 @@ struct conf_key {
 	long min, max;      /* numeric bounds */
 	const char *choices; /* CT_CHOICE: space-separated */
 };
+
+/* inih's line buffer is INI_MAX_LINE (200) bytes with its newline and NUL. */
+#define CONF_LINE_MAX (INI_MAX_LINE - 2)
 
 #define O(f) offsetof(struct conf, f)
 #define S(f) sizeof(((struct conf *)0)->f)
@@ -48,7 +57,7 @@ static const struct conf_key conf_table[] = {
 	{ "request_timeout", CT_DURATION, O(request_timeout), 0, "30", 1, 86400, NULL },
 	{ "shutdown_timeout", CT_DURATION, O(shutdown_timeout), 0, "30", 1, 3600, NULL },
 	{ "slow_request", CT_INT, O(slow_request), 0, "1000", 1, 3600000, NULL },
-	{ "status_allow", CT_STR, O(status_allow), S(status_allow), "127.0.0.0/8 ::1", 0, 0, NULL },
+	{ "status_allow", CT_CIDRS, O(status_allow), S(status_allow), "127.0.0.0/8 ::1", 0, 0, NULL },
 	{ "base_path", CT_STR, O(base_path), S(base_path), "/api", 0, 0, NULL },
 	{ "max_body", CT_LONG, O(max_body), 0, "16384", 256, 1048576, NULL },
 	{ "log_target", CT_CHOICE, O(log_target), S(log_target), "stderr", 0, 0, "stderr syslog" },
@@ -77,10 +86,10 @@ static const struct conf_key conf_table[] = {
 	{ "login_max_delay", CT_DURATION, O(login_max_delay), 0, "15m", 1, 86400, NULL },
 	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL },
 	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL },
-	{ "trusted_proxies", CT_STR, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
+	{ "trusted_proxies", CT_CIDRS, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
 	{ "cookie_name", CT_STR, O(cookie_name), S(cookie_name), "keygate_token", 0, 0, NULL },
 	{ "cookie_secure", CT_INT, O(cookie_secure), 0, "1", 0, 1, NULL },
-	{ "allowed_origins", CT_STR, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL },
+	{ "allowed_origins", CT_ORIGINS, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL },
 	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL },
 };
 
@@ -156,13 +165,25 @@ static int
 conf_set(struct conf *c, const struct conf_key *k, const char *value, const char **why)
 {
 	char *base = (char *)c + k->off;
+	struct addr_list cidrs;
+	struct http_origins origins;
 	long v;
 
 	switch (k->type) {
 	case CT_STR:
 	case CT_CHOICE:
+	case CT_CIDRS:
+	case CT_ORIGINS:
 		if (k->type == CT_CHOICE && !conf_choice_ok(k->choices, value)) {
 			*why = "not one of the allowed values";
+			return -1;
+		}
+		if (k->type == CT_CIDRS && addr_list_parse(value, &cidrs) != KG_OK) {
+			*why = "not a list of addresses or CIDR networks";
+			return -1;
+		}
+		if (k->type == CT_ORIGINS && http_origins_parse(value, &origins) != KG_OK) {
+			*why = "not a list of http(s)://host[:port] origins";
 			return -1;
 		}
 		if (strlen(value) >= k->size) {
@@ -266,11 +287,65 @@ conf_check(struct conf *c, char *err, size_t errsz)
 		(void)snprintf(err, errsz, "login_delay must not exceed login_max_delay");
 		return -1;
 	}
+	for (const char *p = c->cookie_name; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-') {
+			(void)snprintf(err, errsz, "cookie_name: only letters, digits, _ and -");
+			return -1;
+		}
+	if (c->cookie_name[0] == '\0') {
+		(void)snprintf(err, errsz, "cookie_name must not be empty");
+		return -1;
+	}
 	if (c->listen[0] == '\0') {
 		(void)snprintf(err, errsz, "listen must not be empty");
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Debian's libinih reads lines into a 200-byte buffer and treats indented
+ * lines as continuations of the previous value: either would silently
+ * change a value. Refuse both, with the line number.
+ */
+static enum kg_err
+conf_prescan(const char *path, char *err, size_t errsz)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int lineno = 0;
+	enum kg_err rc = KG_OK;
+
+	if (f == NULL) {
+		(void)snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
+		return KG_ECONFIG;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n > CONF_LINE_MAX) {
+			(void)snprintf(err, errsz, "%s:%d: line longer than %d characters (put a long "
+			    "database connection string in a pg_service.conf service)", path, lineno,
+			    CONF_LINE_MAX);
+			rc = KG_ECONFIG;
+			break;
+		}
+		if (n > 0 && (line[0] == ' ' || line[0] == '\t')) {
+			const char *p = line + strspn(line, " \t");
+			if (*p != '\0' && *p != '#' && *p != ';') {
+				(void)snprintf(err, errsz, "%s:%d: indented line: continuation lines are "
+				    "not supported", path, lineno);
+				rc = KG_ECONFIG;
+				break;
+			}
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
 }
 
 enum kg_err
@@ -289,6 +364,8 @@ conf_load(const char *path, struct conf *c, char *err, size_t errsz)
 			return KG_ECONFIG;
 		}
 	if (path != NULL) {
+		if (conf_prescan(path, err, errsz) != KG_OK)
+			return KG_ECONFIG;
 		rc = ini_parse(path, conf_ini_handler, &p);
 		if (rc == -1) {
 			(void)snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
@@ -350,6 +427,8 @@ conf_dump(const struct conf *c)
 		switch (k->type) {
 		case CT_STR:
 		case CT_CHOICE:
+		case CT_CIDRS:
+		case CT_ORIGINS:
 			printf("%s = %s\n", k->name, base);
 			break;
 		case CT_LONG:

@@ -79,11 +79,13 @@ http_header_add(struct response *resp, const char *name, const char *fmt, ...)
 }
 
 enum kg_err
-http_bearer(const char *hdr, const char **token)
+http_bearer(const char *hdr, const char **token, size_t *len)
 {
 	const char *p;
+	size_t n;
 
 	*token = NULL;
+	*len = 0;
 	if (hdr == NULL || strncasecmp(hdr, "Bearer", 6) != 0 || (hdr[6] != ' ' && hdr[6] != '\t'))
 		return KG_EINPUT;
 	p = hdr + 6;
@@ -91,17 +93,12 @@ http_bearer(const char *hdr, const char **token)
 		p++;
 	if (*p == '\0')
 		return KG_EINPUT;
-	/* RFC 6750 b64token: one token, no inner whitespace. */
-	for (const char *q = p; *q != '\0'; q++)
-		if (isspace((unsigned char)*q)) {
-			const char *r = q;
-			while (*r == ' ' || *r == '\t')
-				r++;
-			if (*r != '\0')
-				return KG_EINPUT;
-			break;
-		}
+	/* RFC 6750 b64token: one token, no inner white space; trailing blanks are not part of it. */
+	n = strcspn(p, " \t\r\n\v\f");
+	if (p[n + strspn(p + n, " \t")] != '\0')
+		return KG_EINPUT;
 	*token = p;
+	*len = n;
 	return KG_OK;
 }
 
@@ -239,6 +236,58 @@ http_route_path(struct request *req, const char *request_uri, const char *script
 	while (n > 1 && req->path[n - 1] == '/')
 		req->path[--n] = '\0';
 	return KG_OK;
+}
+
+enum kg_err
+http_origins_parse(const char *spec, struct http_origins *out)
+{
+	const char *p = spec;
+
+	out->n = 0;
+	while (*p != '\0') {
+		size_t w, len;
+
+		p += strspn(p, " ,\t");
+		w = strcspn(p, " ,\t");
+		if (w == 0)
+			break;
+		len = w;
+		while (len > 0 && p[len - 1] == '/')
+			len--;
+		if (len >= HTTP_ORIGIN_LEN || out->n == HTTP_ORIGINS_MAX ||
+		    (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) ||
+		    memchr(p + 8, '/', len > 8 ? len - 8 : 0) != NULL)
+			return KG_ECONFIG;
+		memcpy(out->v[out->n], p, len);
+		out->v[out->n][len] = '\0';
+		out->n++;
+		p += w;
+	}
+	return KG_OK;
+}
+
+int
+http_origin_allowed(const struct http_origins *l, const char *origin)
+{
+	size_t i;
+
+	for (i = 0; origin != NULL && i < l->n; i++)
+		if (strcmp(origin, l->v[i]) == 0)
+			return 1;
+	return 0;
+}
+
+int
+http_referer_allowed(const struct http_origins *l, const char *referer)
+{
+	size_t i, n;
+
+	for (i = 0; referer != NULL && i < l->n; i++) {
+		n = strlen(l->v[i]);
+		if (strncmp(referer, l->v[i], n) == 0 && (referer[n] == '/' || referer[n] == '\0'))
+			return 1;
+	}
+	return 0;
 }
 
 void

@@ -80,10 +80,11 @@ enum kg_err http_header_add(struct response *resp, const char *name, const char 
 
 /*
  * Extract the credential from an Authorization header value. Only the
- * Bearer scheme (any case) is accepted; *token points into hdr.
- * KG_EINPUT on any other scheme or an empty credential.
+ * Bearer scheme (any case) is accepted; *token points into hdr and *len is
+ * the credential's length without trailing blanks. KG_EINPUT on any other
+ * scheme, an empty credential or inner white space.
  */
-enum kg_err http_bearer(const char *hdr, const char **token) KG_MUSTCHECK;
+enum kg_err http_bearer(const char *hdr, const char **token, size_t *len) KG_MUSTCHECK;
 
 /*
  * 1 when the query string carries a parameter whose name is one that holds
@@ -104,6 +105,22 @@ int http_is_json(const char *content_type);
 /* Compute req->path from REQUEST_URI (or SCRIPT_NAME + PATH_INFO), minus base. */
 enum kg_err http_route_path(struct request *req, const char *request_uri,
     const char *script_name, const char *path_info, const char *base) KG_MUSTCHECK;
+
+#define HTTP_ORIGINS_MAX 32
+#define HTTP_ORIGIN_LEN 256
+
+/* allowed_origins: exact "scheme://host[:port]" strings. */
+struct http_origins {
+	char v[HTTP_ORIGINS_MAX][HTTP_ORIGIN_LEN];
+	size_t n;
+};
+
+/* Parse a space- or comma-separated list of http(s) origins. KG_ECONFIG on error. */
+enum kg_err http_origins_parse(const char *spec, struct http_origins *out) KG_MUSTCHECK;
+/* 1 when origin is exactly one of l. */
+int http_origin_allowed(const struct http_origins *l, const char *origin);
+/* 1 when referer is a URL under one of l. */
+int http_referer_allowed(const struct http_origins *l, const char *referer);
 
 void request_free(struct request *req);
 void response_free(struct response *resp);

@@ -1,4 +1,5 @@
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,48 @@ json_utf8_len(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+/*
+ * Length of the JSON number at p (RFC 8259 grammar), 0 when it is not one:
+ * cJSON's strtod would also take "01", "1." and "1.e5".
+ */
+static size_t
+json_number_len(const char *p, const char *end)
+{
+	const char *q = p;
+
+#define DIGIT(x) ((x) < end && *(x) >= '0' && *(x) <= '9')
+	if (q < end && *q == '-')
+		q++;
+	if (q < end && *q == '0')
+		q++;
+	else if (DIGIT(q))
+		while (DIGIT(q))
+			q++;
+	else
+		return 0;
+	if (q < end && *q == '.') {
+		if (!DIGIT(q + 1))
+			return 0;
+		q++;
+		while (DIGIT(q))
+			q++;
+	}
+	if (q < end && (*q == 'e' || *q == 'E')) {
+		q++;
+		if (q < end && (*q == '+' || *q == '-'))
+			q++;
+		if (!DIGIT(q))
+			return 0;
+		while (DIGIT(q))
+			q++;
+	}
+	/* "01" stops after the 0: a digit right after a number is not JSON. */
+	if (DIGIT(q) || (q < end && *q == '.'))
+		return 0;
+#undef DIGIT
+	return (size_t)(q - p);
+}
+
 static int
 json_prescan(const char *body, size_t len)
 {
@@ -94,6 +137,13 @@ json_prescan(const char *body, size_t len)
 			continue;
 		}
 		if (!in_string) {
+			if (c == '-' || (c >= '0' && c <= '9')) {
+				size_t n = json_number_len(p, end);
+				if (n == 0)
+					return -1;
+				p += n;
+				continue;
+			}
 			if (c == '"')
 				in_string = 1;
 			else if (c == '{' || c == '[') {
@@ -104,6 +154,8 @@ json_prescan(const char *body, size_t len)
 			p++;
 			continue;
 		}
+		if (c < 0x20)
+			return -1; /* control characters must be escaped inside strings */
 		if (c == '"') {
 			in_string = 0;
 			p++;
@@ -357,8 +409,12 @@ json_set_str(struct json_obj *o, const char *key, const char *val)
 void
 json_set_int(struct json_obj *o, const char *key, long long val)
 {
+	char digits[24];
+
+	/* Raw digits: a double would round integers above 2^53. */
+	(void)snprintf(digits, sizeof(digits), "%lld", val);
 	if (o != NULL)
-		json_put(o, key, cJSON_CreateNumber((double)val));
+		json_put(o, key, cJSON_CreateRaw(digits));
 }
 
 void

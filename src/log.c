@@ -45,7 +45,7 @@ log_enabled(enum log_level lvl)
 	return lvl >= log_min;
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vemit(enum log_level lvl, int errnum, const char *fmt, va_list ap)
 {
 	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };

@@ -65,7 +65,7 @@ master_configure(const struct conf *c)
 	if (log_setup(c->log_target, c->log_level) != 0)
 		return KG_ECONFIG;
 	if ((err = api_configure(c)) != KG_OK) {
-		log_error("status_allow: not a list of addresses or CIDR networks");
+		log_error("status_allow, trusted_proxies or allowed_origins is not valid");
 		return err;
 	}
 	if ((err = password_init(&pp)) != KG_OK) {
@@ -139,7 +139,7 @@ listen_unix(const struct conf *c)
 			goto fail;
 		}
 	}
-	(void)snprintf(unix_path, sizeof(unix_path), "%s", c->listen);
+	memcpy(unix_path, sa.sun_path, sizeof(unix_path)); /* both sun_path-sized */
 	return fd;
 fail:
 	close(fd);

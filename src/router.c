@@ -122,6 +122,12 @@ router_dispatch(struct request *req, struct response *resp)
 			req->path_param = param;
 			return routes[i].fn(req, resp);
 		}
+		/* HEAD is GET without the body. */
+		if (routes[i].method == HTTP_GET && req->method == HTTP_HEAD) {
+			req->path_param = param;
+			resp->no_body = 1;
+			return routes[i].fn(req, resp);
+		}
 		n = snprintf(allow + used, sizeof(allow) - used, "%s%s", used > 0 ? ", " : "",
 		    http_method_name(routes[i].method));
 		if (n > 0 && (size_t)n < sizeof(allow) - used)
