@@ -109,8 +109,11 @@ admin_password(int from_stdin, size_t *len)
 	char *a, *b;
 	size_t blen = 0;
 
-	if (from_stdin)
-		return admin_read_line(stdin, len);
+	if (from_stdin) {
+		if ((a = admin_read_line(stdin, len)) == NULL)
+			fprintf(stderr, "keygate: no password on standard input\n");
+		return a;
+	}
 	if (!isatty(STDIN_FILENO)) {
 		fprintf(stderr, "keygate: no terminal: use --password-stdin\n");
 		return NULL;
@@ -415,8 +418,7 @@ admin_events(int argc, char **argv)
 	if (optind != argc)
 		return admin_usage(stderr, ADMIN_EUSAGE);
 	err = db_events(user, since, limit, admin_event_row, NULL);
-	if (err == KG_EDB && db_ready() == KG_OK) {
-		/* Reachable, so the query itself failed: almost surely the --since text. */
+	if (err == KG_EINPUT) {
 		fprintf(stderr, "keygate: events: cannot read --since %s as a time\n", since ? since : "");
 		return ADMIN_EUSAGE;
 	}
@@ -444,10 +446,12 @@ admin_prune(const struct conf *c, int argc, char **argv)
 int
 admin_main(const struct conf *c, int argc, char **argv)
 {
-	int rc;
+	int rc, i;
 
-	if (argc >= 2 && strcmp(argv[1], "--help") == 0)
-		return admin_usage(stdout, ADMIN_OK);
+	/* --help anywhere answers at once, database or not. */
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return admin_usage(stdout, ADMIN_OK);
 	if (master_configure(c) != KG_OK)
 		return ADMIN_EUSAGE;
 	if (db_ready() != KG_OK) {

@@ -42,7 +42,10 @@ auth_event(const char *event, long long user_id, const char *username,
 {
 	const char *ip = cl != NULL && cl->ip != NULL && cl->ip[0] != '\0' ? cl->ip : NULL;
 
-	if (db_event_insert(event, user_id, username, ip, cl != NULL ? cl->user_agent : NULL) != KG_OK)
+	const char *ua = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
+	    cl->user_agent : NULL;
+
+	if (db_event_insert(event, user_id, username, ip, ua) != KG_OK)
 		log_warnx("audit: could not record %s", event);
 }
 

@@ -141,10 +141,16 @@ static const struct {
 	[ST_EVENT_INSERT] = { "event_insert", 5,
 	    "INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
 	    " VALUES ($1, $2, $3, $4, $5)" },
-	/* Disabling also ends every session: tokens of a disabled user are refused anyway. */
+	/*
+	 * Disabling ends every session of the account too, so that enabling it
+	 * later does not bring old tokens back.
+	 */
 	[ST_USER_SET_DISABLED] = { "user_set_disabled", 2,
-	    "WITH d AS (UPDATE users SET disabled = $2 WHERE lower(username) = lower($1) RETURNING id)"
-	    " SELECT d.id, pg_notify('" DB_REVOKE_CHANNEL "', '') FROM d" },
+	    "WITH u AS (UPDATE users SET disabled = $2 WHERE lower(username) = lower($1)"
+	    " RETURNING id),"
+	    " k AS (DELETE FROM api_keys WHERE $2::boolean AND user_id IN (SELECT id FROM u)),"
+	    " n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '') FROM u WHERE $2::boolean)"
+	    " SELECT u.id, (SELECT count(*) FROM n) FROM u" },
 	[ST_USER_LIST] = { "user_list", 0,
 	    "SELECT u.id, u.username, coalesce(u.email, ''), u.disabled, " TS("u.created_at") ","
 	    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND " LIVE("k") ")"
@@ -375,6 +381,11 @@ db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out
 			return KG_EDB;
 		}
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* Class 22, data exception: the input (say, a --since time) is the problem. */
+		if (state != NULL && strncmp(state, "22", 2) == 0) {
+			PQclear(res);
+			return KG_EINPUT;
+		}
 		if (state != NULL && strcmp(state, "23505") == 0 && constraint != NULL) {
 			const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 			(void)snprintf(constraint, constraint_sz, "%s", name != NULL ? name : "");

@@ -2,6 +2,7 @@
  * keygate: command line. serve | migrate | check-config; nothing else here.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,13 @@ main_conf_file(const char *arg)
 	return path;
 }
 
+static const struct option main_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
 int
 main(int argc, char *argv[])
 {
@@ -53,7 +61,7 @@ main(int argc, char *argv[])
 	int ch, verbose = 0;
 
 	/* "+": stop at the command, whose own options come after it. */
-	while ((ch = getopt(argc, argv, "+c:hvV")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:hvV", main_opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			arg_conf = optarg;
