@@ -574,6 +574,7 @@ api_cors(const struct request *req, struct response *resp)
 	if (!api_origin_allowed(req->origin))
 		return;
 	if (http_header_add(resp, "Access-Control-Allow-Origin", "%s", req->origin) != KG_OK ||
+	    http_header_add(resp, "Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate") != KG_OK ||
 	    http_header_add(resp, "Vary", "Origin") != KG_OK)
 		log_warnx("cannot add CORS headers");
 }
