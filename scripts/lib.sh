@@ -1,0 +1,105 @@
+# Shared shell helpers for scripts/test and scripts/run (sourced, not run).
+# Callers set -euo pipefail themselves.
+
+KG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Debian 12 packages: building, unit tests, and running/integration-testing.
+KG_BUILD_PACKAGES=(autoconf automake make gcc pkg-config libfcgi-dev
+	libcjson-dev libpq-dev libargon2-dev libinih-dev libunistring-dev
+	libssl-dev libcmocka-dev)
+KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data
+	util-linux)
+KG_TEST_PACKAGES=(python3-pytest python3-requests python3-psycopg2)
+
+KG_PGBIN="${KG_PGBIN:-/usr/lib/postgresql/15/bin}"
+KG_PYTHON=/usr/bin/python3   # Debian's, with python3-pytest & co.
+
+kg_say() { printf '==> %s\n' "$*" >&2; }
+kg_die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+# kg_missing_packages PKG... -- print the packages that are not installed
+kg_missing_packages() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+			grep -q '^install ok installed$' || printf '%s\n' "$p"
+	done
+}
+
+# kg_ensure_packages PKG... -- install what is missing (root), or print the
+# apt-get line and fail (not root). Services that the packages ship
+# (PostgreSQL's "15 main" cluster, lighttpd on port 80) are kept from
+# starting during the installation: the tests and scripts/run start their own.
+kg_ensure_packages() {
+	local missing
+	mapfile -t missing < <(kg_missing_packages "$@")
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		printf '%s: missing packages; as root run:\n\n  apt-get update && apt-get install -y %s\n\n' \
+			"${0##*/}" "${missing[*]}" >&2
+		return 1
+	fi
+	kg_say "installing ${missing[*]}"
+	local policy=/usr/sbin/policy-rc.d made_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# keygate scripts: no service starts during this install\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		made_policy=1
+	fi
+	local rc=0
+	{ DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		"${missing[@]}"; } || rc=$?
+	[ "$made_policy" -eq 1 ] && rm -f "$policy"
+	[ "$rc" -eq 0 ] || kg_die "apt-get failed ($rc)"
+}
+
+# kg_build [CONFIGURE_ARGS...] -- in the source tree: autoreconf if needed;
+# ./configure ARGS if the tree is not configured, is configured by an older
+# configure, or was configured without one of ARGS; then make.
+kg_build() {
+	cd "$KG_ROOT"
+	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+		kg_say "autoreconf -fi"
+		autoreconf -fi
+	fi
+	local reconf=0 have="" a
+	if [ ! -f Makefile ] || [ ! -x config.status ] || [ configure -nt config.status ]; then
+		reconf=1
+	else
+		have=" $(./config.status --config 2>/dev/null | tr -d "'") "
+		for a in "$@"; do
+			case "$have" in *" $a "*) ;; *) reconf=1 ;; esac
+		done
+	fi
+	if [ "$reconf" -eq 1 ]; then
+		kg_say "./configure $*"
+		./configure "$@"
+	fi
+	kg_say "make -j2"
+	make -j2
+}
+
+# kg_pg_user -- the user that runs PostgreSQL: ourselves, or nobody as root
+kg_pg_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		printf '%s\n' "${KG_PG_USER:-nobody}"
+	else
+		id -un
+	fi
+}
+
+# kg_as_pg CMD... -- run a command as the PostgreSQL user
+kg_as_pg() {
+	if [ "$(id -u)" -eq 0 ]; then
+		# from /: the current directory may be closed to that user
+		(cd / && runuser -u "$(kg_pg_user)" -- "$@")
+	else
+		"$@"
+	fi
+}
+
+# kg_pg_can_use DIR -- can the PostgreSQL user create files in DIR?
+kg_pg_can_use() {
+	kg_as_pg test -w "$1" -a -x "$1"
+}
