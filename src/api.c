@@ -549,6 +549,7 @@ api_authorize(struct request *req, struct response *resp)
 		return err;
 	resp->status = 200;
 	resp->no_body = 1;
+	resp->bare = 1;
 	return KG_OK;
 }
 

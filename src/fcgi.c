@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
@@ -15,6 +16,60 @@
 #include "log.h"
 #include "router.h"
 #include "scoreboard.h"
+
+/*
+ * libfcgi reads a request's parameters inside FCGX_Accept_r, before the
+ * worker can mark itself busy for the master's request_timeout. A client
+ * that stalls there would hold the worker forever, so a once-a-second
+ * tick watches the connection libfcgi has open outside fcgi_handle() and
+ * shuts it down after request_timeout; libfcgi then drops it and accepts
+ * the next one.
+ */
+static FCGX_Request *volatile watch_req;
+static volatile sig_atomic_t watch_busy;
+static volatile sig_atomic_t watch_ticks;
+static int watch_limit = 30;
+
+static void
+fcgi_on_tick(int sig)
+{
+	FCGX_Request *r = watch_req;
+	int fd = r != NULL ? r->ipcFd : -1;
+
+	(void)sig;
+	if (fd < 0 || watch_busy) {
+		watch_ticks = 0;
+		return;
+	}
+	if (++watch_ticks > watch_limit) {
+		(void)shutdown(fd, SHUT_RDWR);
+		watch_ticks = 0;
+	}
+}
+
+static int
+fcgi_watch_start(FCGX_Request *r, int limit)
+{
+	struct sigevent sev;
+	struct itimerspec its = { { 1, 0 }, { 1, 0 } };
+	struct sigaction sa;
+	timer_t timer;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fcgi_on_tick;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGRTMIN, &sa, NULL) != 0)
+		return -1;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_SIGNAL;
+	sev.sigev_signo = SIGRTMIN;
+	if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0)
+		return -1;
+	watch_limit = limit;
+	watch_req = r;
+	return timer_settime(timer, 0, &its, NULL);
+}
 
 enum kg_err
 fcgi_init(void)
@@ -141,10 +196,13 @@ fcgi_respond(FCGX_Request *r, struct response *resp)
 	n = snprintf(status, sizeof(status), "%d %s", resp->status, http_status_text(resp->status));
 	if (n < 0 || (size_t)n >= sizeof(status))
 		goto out;
-	if (fcgi_header(r->out, "Status", status) != 0 ||
-	    fcgi_header(r->out, "Content-Type", "application/json") != 0 ||
+	if (fcgi_header(r->out, "Status", status) != 0)
+		goto out;
+	/* mod_fcgid keeps an allowing authorizer's headers for the protected file's reply. */
+	if (!resp->bare &&
+	    (fcgi_header(r->out, "Content-Type", "application/json") != 0 ||
 	    fcgi_header(r->out, "X-Content-Type-Options", "nosniff") != 0 ||
-	    fcgi_header(r->out, "Cache-Control", "no-store") != 0)
+	    fcgi_header(r->out, "Cache-Control", "no-store") != 0))
 		goto out;
 	for (i = 0; i < resp->nheaders; i++)
 		if (fcgi_header(r->out, resp->headers[i].name, resp->headers[i].value) != 0)
@@ -207,6 +265,8 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 		log_warnx("FCGX_InitRequest failed");
 		return 0;
 	}
+	if (fcgi_watch_start(&r, c->request_timeout) != 0)
+		log_warn("cannot start the request-parameter watchdog");
 	while (!*stop && (c->max_requests == 0 || served < c->max_requests)) {
 		int rc;
 
@@ -216,15 +276,20 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 		if (rc < 0) {
 			if (*stop)
 				break;
-			if (errno == EINTR)
+			/* EAGAIN: the listening socket's receive timeout passed with no client. */
+			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ||
+			    rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
 				continue;
 			log_warnx("accept failed (%d)", rc);
 			break;
 		}
+		watch_busy = 1;
 		fcgi_handle(&r, c);
 		FCGX_Finish_r(&r);
+		watch_busy = 0;
 		served++;
 	}
+	watch_req = NULL;
 	FCGX_Free(&r, 1);
 	return served;
 }

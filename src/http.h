@@ -61,7 +61,8 @@ struct response {
 	unsigned nheaders;
 	long retry_after;           /* seconds; > 0 adds Retry-After */
 	int token_presented;        /* a 401 then says error="invalid_token" */
-	int no_body;                /* authorizer allow: headers only */
+	int no_body;                /* HEAD, 204, authorizer allow: headers only */
+	int bare;                   /* authorizer allow: no Content-Type or cache headers either */
 };
 
 /* Reason phrase for a status code ("OK", "Not Found", ...). */

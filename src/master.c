@@ -38,6 +38,7 @@ struct worker {
 };
 
 static volatile sig_atomic_t worker_stop;
+static unsigned worker_orphan_grace = 30;  /* request_timeout, for after the master died */
 static struct worker pool[SCOREBOARD_MAX];
 static unsigned pool_gen;
 static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -48,6 +49,20 @@ worker_on_term(int sig)
 	(void)sig;
 	worker_stop = 1;
 	fcgi_shutdown_pending();
+}
+
+/*
+ * The master died (parent-death signal): nobody will enforce
+ * request_timeout any more, so finish the current request if it comes
+ * within that time, then let SIGALRM's default action end the process.
+ */
+static void
+worker_on_orphan(int sig)
+{
+	(void)sig;
+	worker_stop = 1;
+	fcgi_shutdown_pending();
+	alarm(worker_orphan_grace);
 }
 
 enum kg_err
@@ -277,6 +292,8 @@ worker_signals(void)
 	sigemptyset(&sa.sa_mask);
 	(void)sigaction(SIGTERM, &sa, NULL);
 	(void)sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = worker_on_orphan;
+	(void)sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
 	(void)sigaction(SIGHUP, &sa, NULL);
@@ -328,7 +345,8 @@ master_spawn(const struct conf *c)
 	}
 	if (pid == 0) {
 		/* Never outlive the master, even if it is killed with SIGKILL. */
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+		worker_orphan_grace = (unsigned)c->request_timeout;
+		if (prctl(PR_SET_PDEATHSIG, SIGUSR2) != 0 || getppid() != parent)
 			_exit(1);
 		_exit(worker_main(c, slot));
 	}
