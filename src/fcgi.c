@@ -83,6 +83,7 @@ fcgi_shutdown_pending(void)
 	FCGX_ShutdownPending();
 }
 
+
 static long
 fcgi_content_length(const char *s)
 {

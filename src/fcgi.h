@@ -17,6 +17,7 @@ enum kg_err fcgi_init(void) KG_MUSTCHECK;
 /* Ask a worker blocked in accept to return (from a signal handler). */
 void fcgi_shutdown_pending(void);
 
+
 /*
  * Serve requests on fd 0 until *stop is set, accept fails, or max_requests
  * (0 = unlimited) have been served. SIGTERM/SIGINT are blocked while a

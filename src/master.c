@@ -43,12 +43,20 @@ static struct worker pool[SCOREBOARD_MAX];
 static unsigned pool_gen;
 static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
+/*
+ * SIGTERM/SIGINT: finish what is in hand, take nothing new. The handler
+ * restarts interrupted calls, so a request whose parameters are still
+ * arriving is read to the end; closing our copy of the listening socket
+ * makes a restarted accept() fail at once, so an idle worker leaves, and
+ * no new connection can reach this worker (the others keep theirs).
+ */
 static void
 worker_on_term(int sig)
 {
 	(void)sig;
 	worker_stop = 1;
 	fcgi_shutdown_pending();
+	(void)close(0);
 }
 
 /*
@@ -62,6 +70,7 @@ worker_on_orphan(int sig)
 	(void)sig;
 	worker_stop = 1;
 	fcgi_shutdown_pending();
+	(void)close(0);
 	alarm(worker_orphan_grace);
 }
 
@@ -287,13 +296,14 @@ worker_signals(void)
 	sigset_t none;
 
 	memset(&sa, 0, sizeof(sa));
-	/* No SA_RESTART: a blocked accept() must return so the worker can exit. */
 	sa.sa_handler = worker_on_term;
+	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	(void)sigaction(SIGTERM, &sa, NULL);
 	(void)sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = worker_on_orphan;
 	(void)sigaction(SIGUSR2, &sa, NULL);
+	sa.sa_flags = 0;
 	sa.sa_handler = SIG_IGN;
 	(void)sigaction(SIGPIPE, &sa, NULL);
 	(void)sigaction(SIGHUP, &sa, NULL);
