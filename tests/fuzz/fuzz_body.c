@@ -1,0 +1,349 @@
+/*
+ * fuzz_body: request bodies. The input is one request body; it is parsed
+ * with json_parse_fields against the field table of every endpoint that
+ * takes a body (POST /join, /login, /logout, /password; copied from
+ * src/api.c), and what parses is put through the checks the handlers and
+ * auth_* apply before any database work: auth_username_valid,
+ * auth_email_valid, auth_scopes_valid, auth_credentials with body
+ * key/secret, password_normalize and password_check_policy.
+ *
+ * Invariants:
+ *  - the result is KG_OK, KG_EINPUT or KG_EJSON; the errors object exists
+ *    exactly on KG_EINPUT and maps only field names of the table to
+ *    "required", "wrong_type" or "too_long" ("required" only for required
+ *    fields);
+ *  - on KG_OK every required field is present; every string is valid
+ *    UTF-8, has no NUL before len and len <= max_len; arrays have at most
+ *    JSON_MAX_STRINGS elements, NULL-terminated; absent fields are zero;
+ *  - on failure every value is zero (nothing half-filled to leak);
+ *  - a parsed string rendered with json_set_str/json_render and parsed
+ *    again comes back byte for byte (the reply builder and the parser
+ *    agree);
+ *  - the validators agree with straightforward re-implementations of their
+ *    documented rules;
+ *  - everything is freed (LeakSanitizer runs at the end of each input).
+ */
+#include <string.h>
+#include <unistr.h>
+
+#include "auth.h"
+#include "fuzz.h"
+#include "http.h"
+#include "json.h"
+#include "password.h"
+
+#define NFIELDS(f) (sizeof(f) / sizeof((f)[0]))
+
+/* The tables of src/api.c: keep in step with api_join, api_login, ... */
+static const struct json_field join_fields[] = {
+	{ "username", JF_STRING, 256, 1 },
+	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	{ "email", JF_STRING, 254, 0 },
+};
+static const struct json_field login_fields[] = {
+	{ "username", JF_STRING, 256, 0 },
+	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
+	{ "remember", JF_BOOL, 0, 0 },
+	{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
+	{ "key", JF_STRING, 256, 0 },
+	{ "secret", JF_STRING, 256, 0 },
+	{ "cookie", JF_BOOL, 0, 0 },
+};
+static const struct json_field logout_fields[] = {
+	{ "key", JF_STRING, 256, 0 },
+	{ "secret", JF_STRING, 256, 0 },
+	{ "all", JF_BOOL, 0, 0 },
+};
+static const struct json_field password_fields[] = {
+	{ "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	{ "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+};
+
+#define MAX_FIELDS 7
+
+static int
+is_zero(const struct json_value *v)
+{
+	static const struct json_value zero;
+
+	return memcmp(v, &zero, sizeof(zero)) == 0;
+}
+
+static int
+valid_utf8(const char *s, size_t len)
+{
+	return u8_check((const uint8_t *)s, len) == NULL;
+}
+
+/* A parsed string survives rendering into a reply and parsing again. */
+static void
+check_roundtrip(const struct json_field *f, const struct json_value *v)
+{
+	struct json_field one = *f;
+	struct json_value back;
+	struct json_obj *o, *errs = NULL;
+	char *text = NULL;
+	size_t len = 0, i;
+	enum kg_err err;
+
+	o = json_obj_new();
+	FUZZ_CHECK(o != NULL);
+	if (f->type == JF_STRING)
+		json_set_str(o, f->name, v->str);
+	else if (f->type == JF_STRINGS)
+		json_set_strv(o, f->name, (const char *const *)v->strv, v->n);
+	else
+		json_set_bool(o, f->name, v->boolean);
+	FUZZ_CHECK(json_render(o, &text, &len) == KG_OK);
+	json_free(o);
+
+	one.required = 1;
+	err = json_parse_fields(text, len, &one, 1, &back, &errs);
+	FUZZ_CHECK(err == KG_OK);
+	FUZZ_CHECK(errs == NULL);
+	FUZZ_CHECK(back.present);
+	switch (f->type) {
+	case JF_STRING:
+		FUZZ_CHECK(back.len == v->len && memcmp(back.str, v->str, v->len) == 0);
+		break;
+	case JF_STRINGS:
+		FUZZ_CHECK(back.n == v->n);
+		for (i = 0; i < v->n; i++)
+			FUZZ_CHECK(strcmp(back.strv[i], v->strv[i]) == 0);
+		break;
+	case JF_BOOL:
+		FUZZ_CHECK(back.boolean == v->boolean);
+		break;
+	}
+	json_values_free(&back, 1);
+	free(text);
+}
+
+static void
+check_values(const struct json_field *fields, size_t n, const struct json_value *v)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		const struct json_field *f = &fields[i];
+
+		if (!v[i].present) {
+			FUZZ_CHECK(!f->required);
+			FUZZ_CHECK(is_zero(&v[i]));
+			continue;
+		}
+		switch (f->type) {
+		case JF_STRING:
+			FUZZ_CHECK(v[i].str != NULL);
+			FUZZ_CHECK(v[i].len <= f->max_len);
+			FUZZ_CHECK(memchr(v[i].str, '\0', v[i].len) == NULL);
+			FUZZ_CHECK(v[i].str[v[i].len] == '\0');
+			FUZZ_CHECK(valid_utf8(v[i].str, v[i].len));
+			FUZZ_CHECK(v[i].strv == NULL);
+			break;
+		case JF_STRINGS:
+			FUZZ_CHECK(v[i].str == NULL);
+			FUZZ_CHECK(v[i].strv != NULL);
+			FUZZ_CHECK(v[i].n <= JSON_MAX_STRINGS);
+			FUZZ_CHECK(v[i].strv[v[i].n] == NULL);
+			for (j = 0; j < v[i].n; j++) {
+				size_t l = strlen(v[i].strv[j]);
+				FUZZ_CHECK(l <= f->max_len);
+				FUZZ_CHECK(valid_utf8(v[i].strv[j], l));
+			}
+			break;
+		case JF_BOOL:
+			FUZZ_CHECK(v[i].boolean == 0 || v[i].boolean == 1);
+			FUZZ_CHECK(v[i].str == NULL && v[i].strv == NULL);
+			break;
+		}
+		check_roundtrip(f, &v[i]);
+	}
+}
+
+static void
+check_errors(const struct json_field *fields, size_t n, const struct json_obj *errs)
+{
+	size_t i, nerr = 0;
+
+	for (i = 0; i < n; i++) {
+		const char *why = json_get_str(errs, fields[i].name);
+
+		if (why == NULL) {
+			FUZZ_CHECK(!json_has(errs, fields[i].name));
+			continue;
+		}
+		nerr++;
+		FUZZ_CHECK(strcmp(why, "required") == 0 || strcmp(why, "wrong_type") == 0 ||
+		    strcmp(why, "too_long") == 0);
+		if (strcmp(why, "required") == 0)
+			FUZZ_CHECK(fields[i].required);
+	}
+	FUZZ_CHECK(nerr > 0);
+}
+
+/* auth.h's documented rules, written out again. */
+static int
+ref_chars(const char *s, const char *extra)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		    (*s >= '0' && *s <= '9') || strchr(extra, *s) != NULL))
+			return 0;
+	return 1;
+}
+
+static int
+ref_username_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 3 && n <= 64 && ref_chars(s, "_.-");
+}
+
+static int
+ref_email_valid(const char *s)
+{
+	size_t n = strlen(s), i, ats = 0, at = 0;
+
+	if (n == 0 || n > 254)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= ' ' || c == 0x7f)
+			return 0;
+		if (c == '@') {
+			ats++;
+			at = i;
+		}
+	}
+	return ats == 1 && at > 0 && at < n - 1;
+}
+
+static int
+ref_scopes_valid(char *const *v, size_t n)
+{
+	size_t i, l;
+
+	if (n < 1 || n > AUTH_MAX_SCOPES)
+		return 0;
+	for (i = 0; i < n; i++) {
+		l = strlen(v[i]);
+		if (l < 1 || l > AUTH_SCOPE_MAX || !ref_chars(v[i], ":._*-"))
+			return 0;
+	}
+	return 1;
+}
+
+/* What auth_new_password does before hashing. */
+static void
+check_new_password(const char *pw, size_t len, const char *username)
+{
+	char *norm = NULL;
+	size_t normlen = 0;
+	enum kg_err err;
+	const char *why;
+
+	err = password_normalize(pw, len, &norm, &normlen);
+	/* The body parser hands over valid UTF-8 without NUL, at most 1024 bytes. */
+	FUZZ_CHECK(err == KG_OK);
+	FUZZ_CHECK(norm != NULL && strlen(norm) == normlen);
+	why = password_check_policy(norm, normlen, username);
+	FUZZ_CHECK(why == NULL || strcmp(why, "too_short") == 0 || strcmp(why, "too_long") == 0 ||
+	    strcmp(why, "too_common") == 0 || strcmp(why, "contains_username") == 0);
+	crypto_free_secret(norm);
+}
+
+/* Body key/secret as the login and logout handlers pass them on. */
+static void
+check_body_credentials(const struct json_value *key, const struct json_value *secret)
+{
+	struct request req;
+	struct token t;
+	int presented = -1;
+	enum kg_err err;
+
+	memset(&req, 0, sizeof(req));
+	req.content_length = -1;
+	err = auth_credentials(&req, key->str, secret->str, &t, &presented);
+	if (key->str == NULL && secret->str == NULL) {
+		FUZZ_CHECK(err == KG_OK && presented == 0);
+		return;
+	}
+	if (key->str == NULL || secret->str == NULL) {
+		FUZZ_CHECK(err == KG_EINPUT);
+		return;
+	}
+	FUZZ_CHECK(presented == 1);
+	FUZZ_CHECK(err == KG_OK || err == KG_ETOKEN);
+	if (err == KG_OK) {
+		FUZZ_CHECK(strcmp(t.key, key->str) == 0);
+		FUZZ_CHECK(strcmp(t.secret, secret->str) == 0);
+	}
+	token_wipe(&t);
+}
+
+static void
+check_handler(const struct json_field *fields, const struct json_value *v)
+{
+	if (fields == join_fields) {
+		FUZZ_CHECK(auth_username_valid(v[0].str) == ref_username_valid(v[0].str));
+		if (v[2].present)
+			FUZZ_CHECK(auth_email_valid(v[2].str) == ref_email_valid(v[2].str));
+		check_new_password(v[1].str, v[1].len, v[0].str);
+	} else if (fields == login_fields) {
+		if (v[0].present)
+			FUZZ_CHECK(auth_username_valid(v[0].str) == ref_username_valid(v[0].str));
+		if (v[3].present)
+			FUZZ_CHECK(auth_scopes_valid((const char *const *)v[3].strv, v[3].n) ==
+			    ref_scopes_valid(v[3].strv, v[3].n));
+		if (!v[0].present && !v[1].present)
+			check_body_credentials(&v[4], &v[5]);
+	} else if (fields == logout_fields) {
+		check_body_credentials(&v[0], &v[1]);
+	} else if (fields == password_fields) {
+		char *norm = NULL;
+		size_t normlen = 0;
+
+		FUZZ_CHECK(password_normalize(v[0].str, v[0].len, &norm, &normlen) == KG_OK);
+		crypto_free_secret(norm);
+		check_new_password(v[1].str, v[1].len, "someone");
+	}
+}
+
+static void
+parse_with(const uint8_t *data, size_t size, const struct json_field *fields, size_t n)
+{
+	struct json_value v[MAX_FIELDS];
+	struct json_obj *errs = (struct json_obj *)&errs; /* must be overwritten */
+	enum kg_err err;
+	size_t i;
+
+	FUZZ_CHECK(n <= MAX_FIELDS);
+	memset(v, 0xa5, sizeof(v));
+	err = json_parse_fields((const char *)data, size, fields, n, v, &errs);
+	FUZZ_CHECK(err == KG_OK || err == KG_EINPUT || err == KG_EJSON);
+	FUZZ_CHECK((errs != NULL) == (err == KG_EINPUT));
+	if (err == KG_OK) {
+		check_values(fields, n, v);
+		check_handler(fields, v);
+		json_values_free(v, n);
+	} else {
+		for (i = 0; i < n; i++)
+			FUZZ_CHECK(is_zero(&v[i]));
+		if (err == KG_EINPUT)
+			check_errors(fields, n, errs);
+	}
+	json_free(errs);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* An empty body means {} to the handlers; keep the size as given. */
+	parse_with(data, size, join_fields, NFIELDS(join_fields));
+	parse_with(data, size, login_fields, NFIELDS(login_fields));
+	parse_with(data, size, logout_fields, NFIELDS(logout_fields));
+	parse_with(data, size, password_fields, NFIELDS(password_fields));
+	return 0;
+}
