@@ -9,6 +9,7 @@
 #include "token.h"
 
 #define CACHE_SCOPES_MAX 160   /* longer scope lists are simply not cached */
+#define CACHE_WAYS 4           /* entries per set: keys that share a set do not evict each other */
 
 struct cache_entry {
 	char key[TOKEN_KEY_LEN + 1];
@@ -43,6 +44,7 @@ cache_configure(size_t entries, int ttl_s)
 {
 	struct cache_entry *c = NULL;
 
+	entries -= entries % CACHE_WAYS;
 	if (entries > 0 && (c = calloc(entries, sizeof(*c))) == NULL)
 		return KG_ENOMEM;
 	free(cache);
@@ -53,15 +55,47 @@ cache_configure(size_t entries, int ttl_s)
 	return KG_OK;
 }
 
-/* FNV-1a of the key: keys are random, any spread will do. */
+/* The first entry of key's set (FNV-1a of the key: keys are random, any spread will do). */
 static struct cache_entry *
-cache_slot(const char *key)
+cache_set(const char *key)
 {
 	unsigned long h = 2166136261UL;
 
 	for (; *key != '\0'; key++)
 		h = (h ^ (unsigned char)*key) * 16777619UL;
-	return &cache[h % cache_n];
+	return &cache[(h % (cache_n / CACHE_WAYS)) * CACHE_WAYS];
+}
+
+/* key's entry in its set, or NULL. */
+static struct cache_entry *
+cache_find(const char *key)
+{
+	struct cache_entry *set = cache_set(key);
+	int i;
+
+	for (i = 0; i < CACHE_WAYS; i++)
+		if (strcmp(set[i].key, key) == 0)
+			return &set[i];
+	return NULL;
+}
+
+/* Where to store key: its own entry, else a dead one, else the oldest. */
+static struct cache_entry *
+cache_victim(const char *key)
+{
+	struct cache_entry *set = cache_set(key), *e = cache_find(key);
+	int i;
+
+	if (e != NULL)
+		return e;
+	e = &set[0];
+	for (i = 0; i < CACHE_WAYS; i++) {
+		if (set[i].gen != cache_gen || set[i].epoch != scoreboard_epoch())
+			return &set[i];
+		if (set[i].stored_ms < e->stored_ms)
+			e = &set[i];
+	}
+	return e;
 }
 
 static long long
@@ -79,15 +113,15 @@ cache_lookup(const char *key, struct db_token *row)
 	struct cache_entry *e;
 	long long now_ms, now;
 
-	if (cache_n == 0)
+	if (cache_n < CACHE_WAYS)
 		return 0;
 	/* Sessions ended elsewhere: forget everything before trusting anything. */
 	if (db_revocations_pending())
 		cache_gen++;
 	ticket_epoch = scoreboard_epoch();
 	ticket_gen = cache_gen;
-	e = cache_slot(key);
-	if (e->gen != cache_gen || e->epoch != scoreboard_epoch() || strcmp(e->key, key) != 0)
+	e = cache_find(key);
+	if (e == NULL || e->gen != cache_gen || e->epoch != ticket_epoch)
 		return 0;
 	now_ms = cache_now_ms();
 	now = now_ms / 1000;
@@ -113,13 +147,14 @@ cache_store(const char *key, const struct db_token *row)
 {
 	struct cache_entry *e;
 
-	if (cache_n == 0 || strlen(key) > TOKEN_KEY_LEN || strlen(row->scopes) >= CACHE_SCOPES_MAX)
+	if (cache_n < CACHE_WAYS || strlen(key) > TOKEN_KEY_LEN ||
+	    strlen(row->scopes) >= CACHE_SCOPES_MAX)
 		return;
 	if (db_revocations_pending()) {
 		cache_gen++;
 		return;
 	}
-	e = cache_slot(key);
+	e = cache_victim(key);
 	memset(e, 0, sizeof(*e));
 	memcpy(e->key, key, strlen(key) + 1);
 	memcpy(e->digest, row->digest, sizeof(e->digest));
@@ -142,10 +177,9 @@ cache_touched(const char *key, long long now)
 {
 	struct cache_entry *e;
 
-	if (cache_n == 0)
+	if (cache_n < CACHE_WAYS)
 		return;
-	e = cache_slot(key);
-	if (strcmp(e->key, key) == 0)
+	if ((e = cache_find(key)) != NULL)
 		e->last_used_at = now;
 }
 
