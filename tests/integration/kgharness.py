@@ -140,9 +140,8 @@ def read_text(path):
         return ""
 
 
-def children_of(pid):
-    """Live (non-zombie) processes whose parent is pid, sorted, from /proc."""
-    out = []
+def live_processes():
+    """(pid, ppid, pgrp) of every live (non-zombie) process, from /proc."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -153,12 +152,14 @@ def children_of(pid):
             continue
         # comm may contain spaces and parentheses: split after the last ')'
         rest = stat[stat.rfind(")") + 2:].split()
-        if len(rest) < 2:
+        if len(rest) < 3 or rest[0] in ("Z", "X"):
             continue
-        state, ppid = rest[0], int(rest[1])
-        if ppid == pid and state not in ("Z", "X"):
-            out.append(int(name))
-    return sorted(out)
+        yield int(name), int(rest[1]), int(rest[2])
+
+
+def children_of(pid):
+    """Live (non-zombie) processes whose parent is pid, sorted."""
+    return sorted(p for p, ppid, _ in live_processes() if ppid == pid)
 
 
 def pid_alive(pid):

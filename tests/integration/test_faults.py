@@ -190,19 +190,7 @@ def worker_usage(pid):
 
 def pool_processes(pgid):
     """Pids of live processes in process group pgid (the master's session)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                stat = f.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2:].split()
-        if len(rest) >= 3 and rest[0] not in ("Z", "X") and int(rest[2]) == pgid:
-            out.append(int(name))
-    return out
+    return [p for p, _, group in kgharness.live_processes() if group == pgid]
 
 
 def socket_accepts(path):

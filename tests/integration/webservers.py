@@ -235,19 +235,7 @@ class _Server:
         """Live processes in the server's process group (its session)."""
         if self.proc is None:
             return []
-        out = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % name, "rb") as f:
-                    stat = f.read().decode("ascii", "replace")
-            except OSError:
-                continue
-            rest = stat[stat.rfind(")") + 2:].split()
-            if len(rest) > 2 and int(rest[2]) == self.proc.pid and rest[0] not in ("Z", "X"):
-                out.append(int(name))
-        return sorted(out)
+        return sorted(p for p, _, group in kh.live_processes() if group == self.proc.pid)
 
     def cleanup(self):
         self.stop()
