@@ -115,6 +115,39 @@ api_client(const struct request *req, struct api_client *ac)
 
 #define NFIELDS(f) (sizeof(f) / sizeof((f)[0]))
 
+/* The body of each endpoint: also fed to the fuzzer (tests/fuzz/fuzz_body.c). */
+const struct json_field api_join_fields[] = {
+	{ "username", JF_STRING, 256, 1 },
+	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	{ "email", JF_STRING, 254, 0 },
+};
+const size_t api_join_nfields = NFIELDS(api_join_fields);
+
+const struct json_field api_login_fields[] = {
+	{ "username", JF_STRING, 256, 0 },
+	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
+	{ "remember", JF_BOOL, 0, 0 },
+	{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
+	{ "key", JF_STRING, 256, 0 },
+	{ "secret", JF_STRING, 256, 0 },
+	{ "cookie", JF_BOOL, 0, 0 },
+};
+const size_t api_login_nfields = NFIELDS(api_login_fields);
+
+const struct json_field api_logout_fields[] = {
+	{ "key", JF_STRING, 256, 0 },
+	{ "secret", JF_STRING, 256, 0 },
+	{ "all", JF_BOOL, 0, 0 },
+};
+const size_t api_logout_nfields = NFIELDS(api_logout_fields);
+
+const struct json_field api_password_fields[] = {
+	{ "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	{ "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+};
+const size_t api_password_nfields = NFIELDS(api_password_fields);
+
+
 /* Parse the body against fields; on failure resp carries the field problems. */
 static enum kg_err
 api_body(const struct request *req, struct response *resp, const struct json_field *fields,
@@ -220,19 +253,14 @@ api_status(struct request *req, struct response *resp)
 enum kg_err
 api_join(struct request *req, struct response *resp)
 {
-	static const struct json_field fields[] = {
-		{ "username", JF_STRING, 256, 1 },
-		{ "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
-		{ "email", JF_STRING, 254, 0 },
-	};
-	struct json_value v[NFIELDS(fields)];
+	struct json_value v[NFIELDS(api_join_fields)];
 	struct auth_field_error fe = { NULL, NULL };
 	struct api_client ac;
 	struct auth_client *cl = api_client(req, &ac);
 	long long user_id = 0;
 	enum kg_err err;
 
-	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+	if ((err = api_body(req, resp, api_join_fields, NFIELDS(api_join_fields), v)) != KG_OK)
 		return err;
 	err = auth_register(v[0].str, v[2].present ? v[2].str : NULL, v[1].str, v[1].len,
 	    cl, &user_id, &fe);
@@ -241,7 +269,7 @@ api_join(struct request *req, struct response *resp)
 		api_field_error(resp, fe.field, fe.reason);
 	if (err == KG_OK)
 		json_set_int(api_ok(resp, 201), "user_id", user_id);
-	json_values_free(v, NFIELDS(fields));
+	json_values_free(v, NFIELDS(api_join_fields));
 	return err;
 }
 
@@ -262,16 +290,7 @@ api_login_token(struct request *req, struct response *resp, const char *key, con
 enum kg_err
 api_login(struct request *req, struct response *resp)
 {
-	static const struct json_field fields[] = {
-		{ "username", JF_STRING, 256, 0 },
-		{ "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
-		{ "remember", JF_BOOL, 0, 0 },
-		{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
-		{ "key", JF_STRING, 256, 0 },
-		{ "secret", JF_STRING, 256, 0 },
-		{ "cookie", JF_BOOL, 0, 0 },
-	};
-	struct json_value v[NFIELDS(fields)];
+	struct json_value v[NFIELDS(api_login_fields)];
 	struct auth_issued issued;
 	struct api_client ac;
 	struct auth_client *cl = api_client(req, &ac);
@@ -280,7 +299,7 @@ api_login(struct request *req, struct response *resp)
 	enum kg_err err;
 
 	memset(&issued, 0, sizeof(issued));
-	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK) {
+	if ((err = api_body(req, resp, api_login_fields, NFIELDS(api_login_fields), v)) != KG_OK) {
 		/* Too many or too long scopes are just invalid scopes to the client. */
 		const char *why = json_get_str(resp->fields, "scopes");
 		if (why != NULL && strcmp(why, "too_long") == 0)
@@ -345,25 +364,20 @@ api_login(struct request *req, struct response *resp)
 	crypto_wipe(token, sizeof(token));
 out:
 	auth_issued_wipe(&issued);
-	json_values_free(v, NFIELDS(fields));
+	json_values_free(v, NFIELDS(api_login_fields));
 	return err;
 }
 
 enum kg_err
 api_logout(struct request *req, struct response *resp)
 {
-	static const struct json_field fields[] = {
-		{ "key", JF_STRING, 256, 0 },
-		{ "secret", JF_STRING, 256, 0 },
-		{ "all", JF_BOOL, 0, 0 },
-	};
-	struct json_value v[NFIELDS(fields)];
+	struct json_value v[NFIELDS(api_logout_fields)];
 	struct auth_session s;
 	struct api_client ac;
 	long removed = 0;
 	enum kg_err err;
 
-	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+	if ((err = api_body(req, resp, api_logout_fields, NFIELDS(api_logout_fields), v)) != KG_OK)
 		return err;
 	err = api_authenticate(req, resp, v[0].str, v[1].str, &s);
 	/* Whatever happens, a browser that sent our cookie loses it (not on a CSRF refusal). */
@@ -382,7 +396,7 @@ api_logout(struct request *req, struct response *resp)
 		else
 			json_set_bool(api_ok(resp, 200), "key_removed", removed == 1);
 	}
-	json_values_free(v, NFIELDS(fields));
+	json_values_free(v, NFIELDS(api_logout_fields));
 	return err;
 }
 
@@ -464,11 +478,7 @@ api_session_delete(struct request *req, struct response *resp)
 enum kg_err
 api_password(struct request *req, struct response *resp)
 {
-	static const struct json_field fields[] = {
-		{ "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
-		{ "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
-	};
-	struct json_value v[NFIELDS(fields)];
+	struct json_value v[NFIELDS(api_password_fields)];
 	struct auth_field_error fe = { NULL, NULL };
 	struct auth_session s;
 	struct api_client ac;
@@ -478,7 +488,7 @@ api_password(struct request *req, struct response *resp)
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
-	if ((err = api_body(req, resp, fields, NFIELDS(fields), v)) != KG_OK)
+	if ((err = api_body(req, resp, api_password_fields, NFIELDS(api_password_fields), v)) != KG_OK)
 		return err;
 	err = auth_change_password(s.user_id, v[0].str, v[0].len, v[1].str, v[1].len, s.key,
 	    cl, &revoked, &fe);
@@ -487,7 +497,7 @@ api_password(struct request *req, struct response *resp)
 		api_field_error(resp, fe.field, fe.reason);
 	if (err == KG_OK)
 		json_set_int(api_ok(resp, 200), "keys_removed", revoked);
-	json_values_free(v, NFIELDS(fields));
+	json_values_free(v, NFIELDS(api_password_fields));
 	return err;
 }
 

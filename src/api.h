@@ -5,11 +5,20 @@
 #ifndef API_H
 #define API_H
 
+#include <stddef.h>
+
+#include "json.h"
 #include "kg.h"
 
 struct conf;
 struct request;
 struct response;
+
+/* The fields each endpoint accepts in its JSON body, in the order handlers read them. */
+extern const struct json_field api_join_fields[], api_login_fields[], api_logout_fields[],
+    api_password_fields[];
+extern const size_t api_join_nfields, api_login_nfields, api_logout_nfields,
+    api_password_nfields;
 
 typedef enum kg_err (*api_handler)(struct request *req, struct response *resp);
 
