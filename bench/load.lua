@@ -3,12 +3,14 @@
 --   wrk -tT ... -s bench/load.lua URL -- MODE FILE T [LIMIT]
 --
 -- MODE
---   me     GET /api/me with "Authorization: Bearer TOKEN", TOKEN taken
+--   me     GET the URL with "Authorization: Bearer TOKEN", TOKEN taken
 --          round-robin from FILE (one token a line); each thread starts at
 --          its own offset so that all tokens are spread over the run.
+--          bench/run sends these requests to keygate and to its transport
+--          ceiling (fcgi_hello) alike.
 --   login  POST /api/login with {"username": U, "password": P}, U taken
 --          round-robin from FILE (lines "username<TAB>password").
---   get    GET the URL's path as it is (the transport ceiling); FILE is
+--   get    GET the URL as it is, no header (for trying by hand); FILE is
 --          ignored (pass "-").
 -- T is wrk's -t (a script cannot learn it before the threads start).
 -- LIMIT (optional) stops each thread after LIMIT/threads responses, so that

@@ -183,6 +183,7 @@ auth_verify(const struct token *t, struct auth_session *s)
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	struct db_token row;
 	enum kg_err err;
+	long long now;
 	int cached;
 
 	memset(s, 0, sizeof(*s));
@@ -205,19 +206,25 @@ auth_verify(const struct token *t, struct auth_session *s)
 	(void)snprintf(s->email, sizeof(s->email), "%s", row.email);
 	(void)snprintf(s->created_at, sizeof(s->created_at), "%s", row.created_at);
 	auth_scopes_from_text(row.scopes, s);
-	/* last_used_at is written at most once per touch_interval: the hot path stays a read. */
+	/*
+	 * last_used_at is written at most once per touch_interval by the
+	 * whole pool: the hot path stays a read.
+	 */
+	now = (long long)time(NULL);
 	if (cached)
-		row.needs_touch = (long long)time(NULL) - row.last_used_at >= auth_conf.touch_interval;
+		row.needs_touch = now - row.last_used_at >= auth_conf.touch_interval &&
+		    cache_claim_touch(t->key, row.last_used_at, now);
 	if (row.needs_touch) {
-		if (db_token_touch(t->key, auth_conf.touch_interval) != KG_OK)
+		if (db_token_touch(t->key, auth_conf.touch_interval) == KG_OK)
+			row.last_used_at = now;
+		else {
 			log_warnx("could not record token use");
-		else
-			row.last_used_at = (long long)time(NULL);
+			cache_forget(t->key);
+			return KG_OK;
+		}
 	}
 	if (!cached)
 		cache_store(t->key, &row);
-	else if (row.needs_touch)
-		cache_touched(t->key, row.last_used_at);
 	return KG_OK;
 }
 
@@ -392,6 +399,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	static const char *const all[] = { "*" };
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	char scopes_lit[DB_SCOPES_MAX];
+	struct db_login_finish fin;
 	struct db_token_new nt;
 	struct db_user u;
 	enum kg_err err;
@@ -413,10 +421,6 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		auth_event("login_failed", u.id, username, cl);
 	if (err != KG_OK)
 		return err;
-	/* A success is not a failure: clear the account, give the address its attempt back. */
-	if (db_throttle_clear("user", subject) != KG_OK ||
-	    (auth_has_ip(cl) && db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK))
-		log_warnx("could not clear login attempts");
 	if (nscopes == 0) {
 		scopes = all;
 		nscopes = 1;
@@ -431,6 +435,19 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	nt.idle_s = remember ? auth_conf.remember_idle : auth_conf.idle;
 	nt.ip = auth_has_ip(cl) ? cl->ip : NULL;
 	nt.user_agent = cl != NULL ? cl->user_agent : NULL;
+	/*
+	 * One statement writes the token and everything a success changes
+	 * (throttle rows, trimming, the login_ok event): a login costs the
+	 * database two round trips besides its lookup, not seven.
+	 */
+	memset(&fin, 0, sizeof(fin));
+	fin.token = &nt;
+	fin.subject = subject;
+	fin.addr_max = auth_conf.addr.max;
+	fin.max_tokens = auth_conf.max_tokens;
+	fin.username = u.username;
+	fin.event_user_agent = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
+	    cl->user_agent : NULL;
 	/* 128 random bits make a collision all but impossible; the unique key still decides. */
 	for (attempt = 0; attempt < 3 && collided; attempt++) {
 		if ((err = token_generate(&out->token)) != KG_OK)
@@ -438,20 +455,17 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		token_digest(&out->token, digest);
 		nt.key = out->token.key;
 		nt.digest = digest;
-		if ((err = db_token_insert(&nt, &collided, out->expires_at)) != KG_OK)
+		if ((err = db_login_finish(&fin, &collided, out->expires_at, &trimmed)) != KG_OK)
 			goto out;
 	}
 	if (collided) {
 		err = KG_ESYS;
 		goto out;
 	}
-	if ((err = db_token_trim(u.id, auth_conf.max_tokens, &trimmed)) != KG_OK)
-		goto out;
 	if (trimmed > 0)
 		cache_revoked();
 	out->user_id = u.id;
 	out->idle_timeout = nt.idle_s;
-	auth_event("login_ok", u.id, u.username, cl);
 out:
 	if (err != KG_OK)
 		auth_issued_wipe(out);

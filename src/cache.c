@@ -1,6 +1,7 @@
-#include <stdio.h>
-#include <stdlib.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "cache.h"
@@ -8,184 +9,323 @@
 #include "scoreboard.h"
 #include "token.h"
 
-#define CACHE_SCOPES_MAX 160   /* longer scope lists are simply not cached */
-#define CACHE_WAYS 4           /* entries per set: keys that share a set do not evict each other */
+#define CACHE_WAYS 4      /* entries per set: see cache_places() */
+#define CACHE_PLACES (2 * CACHE_WAYS)
+#define CACHE_STRS 192    /* username, created_at, scopes and email, each NUL-ended */
 
+/*
+ * One entry, shared by the pool. A seqlock guards it: a writer makes seq
+ * odd, writes, makes it even again; a reader copies the entry and keeps
+ * the copy only if seq was even and unchanged across the copy. Writers
+ * only try the lock: a busy entry is simply not cached this time, so no
+ * worker ever waits for another (or for one that died holding it: that
+ * entry stays unusable until the cache is remapped on reload).
+ */
 struct cache_entry {
+	atomic_uint seq;
 	char key[TOKEN_KEY_LEN + 1];
 	unsigned char digest[CRYPTO_SHA256_LEN];
+	unsigned char has_email;
 	long long user_id;
-	long long expires_at;
-	long long last_used_at;
-	long long stored_ms;
+	long long expires_at;     /* unix seconds */
+	long long last_used_at;   /* unix seconds, as written to the database */
+	long long as_of_ms;       /* monotonic ms before the row was read */
 	long idle_s;
-	unsigned long epoch;       /* the pool's epoch when stored */
-	unsigned long gen;         /* this process's generation when stored */
-	int has_email;
-	char username[DB_NAME_MAX];
-	char created_at[DB_TS_LEN];
-	char scopes[CACHE_SCOPES_MAX];
-	char email[DB_EMAIL_MAX];
+	unsigned long epoch;      /* the pool's revocation epoch before the row was read */
+	char strs[CACHE_STRS];
 };
 
-static struct cache_entry *cache;
-static size_t cache_n;
+static struct cache_entry *cache;   /* MAP_SHARED: inherited by every worker */
+static size_t cache_n, cache_bytes;
 static long long cache_ttl_ms;
-static unsigned long cache_gen = 1;
 /*
- * Epoch and generation as of the last lookup, taken before the database is
+ * Epoch and time as of the last lookup, taken before the database is
  * asked: a revocation that lands while the query runs then invalidates
  * what the query returned.
  */
-static unsigned long ticket_epoch, ticket_gen;
+static unsigned long ticket_epoch;
+static long long ticket_ms;
 
 enum kg_err
 cache_configure(size_t entries, int ttl_s)
 {
-	struct cache_entry *c = NULL;
+	void *p = NULL;
+	size_t bytes;
 
 	entries -= entries % CACHE_WAYS;
-	if (entries > 0 && (c = calloc(entries, sizeof(*c))) == NULL)
-		return KG_ENOMEM;
-	free(cache);
-	cache = c;
+	bytes = entries * sizeof(struct cache_entry);
+	/*
+	 * A fresh mapping for every configuration: workers forked before keep
+	 * the old one until they leave, so nobody resizes memory in use.
+	 */
+	if (entries > 0) {
+		p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return KG_ENOMEM;
+	}
+	if (cache != NULL)
+		(void)munmap(cache, cache_bytes);
+	cache = p;
 	cache_n = entries;
+	cache_bytes = bytes;
 	cache_ttl_ms = (long long)ttl_s * 1000;
-	cache_gen++;
 	return KG_OK;
 }
 
-/* The first entry of key's set (FNV-1a of the key: keys are random, any spread will do). */
-static struct cache_entry *
-cache_set(const char *key)
+/*
+ * The places key may live in: two sets of CACHE_WAYS entries, chosen by
+ * two halves of a 64-bit FNV-1a hash of the key (keys are random, any
+ * spread will do). Two choices, because clients cycle through their
+ * tokens: a set holding one key more than it has ways misses on every
+ * request. With 10,000 tokens in 16,384 entries, one 4-way set per key
+ * left a fifth of the tokens in such sets, one 8-way set a tenth; two
+ * 4-way sets leave next to none.
+ */
+static void
+cache_places(const char *key, struct cache_entry *places[CACHE_PLACES])
 {
-	unsigned long h = 2166136261UL;
+	uint64_t h = 14695981039346656037ULL;
+	size_t nsets = cache_n / CACHE_WAYS, a, b;
+	int i;
 
 	for (; *key != '\0'; key++)
-		h = (h ^ (unsigned char)*key) * 16777619UL;
-	return &cache[(h % (cache_n / CACHE_WAYS)) * CACHE_WAYS];
-}
-
-/* key's entry in its set, or NULL. */
-static struct cache_entry *
-cache_find(const char *key)
-{
-	struct cache_entry *set = cache_set(key);
-	int i;
-
-	for (i = 0; i < CACHE_WAYS; i++)
-		if (strcmp(set[i].key, key) == 0)
-			return &set[i];
-	return NULL;
-}
-
-/* Where to store key: its own entry, else a dead one, else the oldest. */
-static struct cache_entry *
-cache_victim(const char *key)
-{
-	struct cache_entry *set = cache_set(key), *e = cache_find(key);
-	int i;
-
-	if (e != NULL)
-		return e;
-	e = &set[0];
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	a = (size_t)(h % nsets);
+	b = (size_t)((h >> 32) % nsets);
+	if (b == a)
+		b = (a + 1) % nsets;
 	for (i = 0; i < CACHE_WAYS; i++) {
-		if (set[i].gen != cache_gen || set[i].epoch != scoreboard_epoch())
-			return &set[i];
-		if (set[i].stored_ms < e->stored_ms)
-			e = &set[i];
+		places[i] = &cache[a * CACHE_WAYS + (size_t)i];
+		places[CACHE_WAYS + i] = &cache[b * CACHE_WAYS + (size_t)i];
 	}
-	return e;
 }
 
-static long long
-cache_now_ms(void)
+/*
+ * Copy key's entry into *out: 1 when a consistent copy of it was read.
+ * The copy races with writers by design; seq tells a torn copy apart.
+ */
+static int
+cache_read(const char *key, struct cache_entry *out)
 {
-	struct timespec ts;
+	struct cache_entry *p[CACHE_PLACES];
+	unsigned int s1, s2;
+	int i;
 
-	(void)clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	cache_places(key, p);
+	for (i = 0; i < CACHE_PLACES; i++) {
+		s1 = atomic_load_explicit(&p[i]->seq, memory_order_acquire);
+		if ((s1 & 1) != 0 || strncmp(p[i]->key, key, sizeof(p[i]->key)) != 0)
+			continue;
+		memcpy(out, p[i], sizeof(*out));
+		atomic_thread_fence(memory_order_acquire);
+		s2 = atomic_load_explicit(&p[i]->seq, memory_order_relaxed);
+		return s1 == s2 && strncmp(out->key, key, sizeof(out->key)) == 0;
+	}
+	return 0;
+}
+
+/* Take e's write lock if nobody holds it; returns the even seq it had, or -1. */
+static long
+cache_lock(struct cache_entry *e)
+{
+	unsigned int s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+
+	if ((s & 1) != 0 || !atomic_compare_exchange_strong_explicit(&e->seq, &s, s + 1,
+	    memory_order_acquire, memory_order_relaxed))
+		return -1;
+	/* The odd seq must be visible before any of the writes that follow. */
+	atomic_thread_fence(memory_order_release);
+	return (long)s;
+}
+
+static void
+cache_unlock(struct cache_entry *e, long s)
+{
+	atomic_store_explicit(&e->seq, (unsigned int)s + 2, memory_order_release);
+}
+
+/* Is a copied entry still to be trusted now? */
+static int
+cache_fresh(const struct cache_entry *e, long long now_ms)
+{
+	long long now = (long long)time(NULL);
+
+	return e->epoch == ticket_epoch &&
+	    /* Read after this worker began listening: no revocation since could pass it by. */
+	    e->as_of_ms >= db_listening_since() &&
+	    now_ms - e->as_of_ms < cache_ttl_ms &&
+	    now < e->expires_at && now < e->last_used_at + e->idle_s;
+}
+
+/* Copy the next NUL-ended string of strs at *off into dst (both bounded). */
+static void
+cache_unpack(char *dst, size_t dstsz, const char *strs, size_t *off)
+{
+	size_t n = 0, len = 0;
+
+	if (*off < CACHE_STRS) {
+		len = strnlen(strs + *off, CACHE_STRS - *off);
+		n = len < dstsz ? len : dstsz - 1;
+		memcpy(dst, strs + *off, n);
+	}
+	dst[n] = '\0';
+	*off += len + 1;
 }
 
 int
 cache_lookup(const char *key, struct db_token *row)
 {
-	struct cache_entry *e;
-	long long now_ms, now;
+	struct cache_entry e;
+	size_t off = 0;
+	int pending;
 
 	if (cache_n < CACHE_WAYS)
 		return 0;
-	/* Sessions ended elsewhere: forget everything before trusting anything. */
-	if (db_revocations_pending())
-		cache_gen++;
+	ticket_ms = kg_monotonic_ms();
+	/*
+	 * Sessions ended elsewhere: forget everything before trusting anything.
+	 * Looked for on every check (one poll(2)), so that a revocation from
+	 * the command line or another host counts from the moment it arrives.
+	 */
+	pending = db_revocations_pending();
+	if (pending > 0)
+		scoreboard_epoch_bump();
 	ticket_epoch = scoreboard_epoch();
-	ticket_gen = cache_gen;
-	e = cache_find(key);
-	if (e == NULL || e->gen != cache_gen || e->epoch != ticket_epoch)
-		return 0;
-	now_ms = cache_now_ms();
-	now = now_ms / 1000;
-	if (now_ms - e->stored_ms >= cache_ttl_ms || now >= e->expires_at ||
-	    now >= e->last_used_at + e->idle_s)
+	if (pending != 0 || !cache_read(key, &e) || !cache_fresh(&e, ticket_ms))
 		return 0;
 	memset(row, 0, sizeof(*row));
-	row->user_id = e->user_id;
-	memcpy(row->digest, e->digest, sizeof(row->digest));
-	(void)snprintf(row->username, sizeof(row->username), "%s", e->username);
-	(void)snprintf(row->scopes, sizeof(row->scopes), "%s", e->scopes);
-	row->expires_at = e->expires_at;
-	row->last_used_at = e->last_used_at;
-	row->idle_s = e->idle_s;
-	row->has_email = e->has_email;
-	(void)snprintf(row->email, sizeof(row->email), "%s", e->email);
-	(void)snprintf(row->created_at, sizeof(row->created_at), "%s", e->created_at);
+	row->user_id = e.user_id;
+	memcpy(row->digest, e.digest, sizeof(row->digest));
+	row->expires_at = e.expires_at;
+	row->last_used_at = e.last_used_at;
+	row->idle_s = e.idle_s;
+	row->has_email = e.has_email;
+	cache_unpack(row->username, sizeof(row->username), e.strs, &off);
+	cache_unpack(row->created_at, sizeof(row->created_at), e.strs, &off);
+	cache_unpack(row->scopes, sizeof(row->scopes), e.strs, &off);
+	cache_unpack(row->email, sizeof(row->email), e.strs, &off);
 	return 1;
+}
+
+/* Pack the row's strings; 0 when they do not fit (the row is then not cached). */
+static int
+cache_pack(char strs[CACHE_STRS], const struct db_token *row)
+{
+	const char *f[4] = { row->username, row->created_at, row->scopes, row->email };
+	size_t off = 0, n;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		n = strlen(f[i]) + 1;
+		if (n > CACHE_STRS - off)
+			return 0;
+		memcpy(strs + off, f[i], n);
+		off += n;
+	}
+	return 1;
+}
+
+/* key's entry, found without the lock (callers lock and check again), or NULL. */
+static struct cache_entry *
+cache_find(const char *key, struct cache_entry *p[CACHE_PLACES])
+{
+	int i;
+
+	cache_places(key, p);
+	for (i = 0; i < CACHE_PLACES; i++)
+		if (strncmp(p[i]->key, key, sizeof(p[i]->key)) == 0)
+			return p[i];
+	return NULL;
+}
+
+/* Where to store key: its own entry, else a dead one, else the one read longest ago. */
+static struct cache_entry *
+cache_victim(const char *key)
+{
+	struct cache_entry *p[CACHE_PLACES], *e;
+	int i;
+
+	/* Unlocked reads: a wrong guess only evicts a less suitable entry. */
+	if ((e = cache_find(key, p)) != NULL)
+		return e;
+	e = p[0];
+	for (i = 0; i < CACHE_PLACES; i++) {
+		if (p[i]->epoch != ticket_epoch || p[i]->key[0] == '\0')
+			return p[i];
+		if (p[i]->as_of_ms < e->as_of_ms)
+			e = p[i];
+	}
+	return e;
 }
 
 void
 cache_store(const char *key, const struct db_token *row)
 {
+	char strs[CACHE_STRS];
 	struct cache_entry *e;
+	int pending;
+	long s;
 
-	if (cache_n < CACHE_WAYS || strlen(key) > TOKEN_KEY_LEN ||
-	    strlen(row->scopes) >= CACHE_SCOPES_MAX)
+	memset(strs, 0, sizeof(strs));
+	if (cache_n < CACHE_WAYS || strlen(key) > TOKEN_KEY_LEN || !cache_pack(strs, row))
 		return;
-	if (db_revocations_pending()) {
-		cache_gen++;
+	if ((pending = db_revocations_pending()) != 0) {
+		if (pending > 0)
+			scoreboard_epoch_bump();
 		return;
 	}
 	e = cache_victim(key);
-	memset(e, 0, sizeof(*e));
-	memcpy(e->key, key, strlen(key) + 1);
+	if ((s = cache_lock(e)) < 0)
+		return;
+	memset(e->key, 0, sizeof(e->key));
+	memcpy(e->key, key, strlen(key));
 	memcpy(e->digest, row->digest, sizeof(e->digest));
+	e->has_email = row->has_email != 0;
 	e->user_id = row->user_id;
 	e->expires_at = row->expires_at;
 	e->last_used_at = row->last_used_at;
+	e->as_of_ms = ticket_ms;
 	e->idle_s = row->idle_s;
-	e->stored_ms = cache_now_ms();
 	e->epoch = ticket_epoch;
-	e->gen = ticket_gen;
-	e->has_email = row->has_email;
-	(void)snprintf(e->username, sizeof(e->username), "%s", row->username);
-	memcpy(e->scopes, row->scopes, strlen(row->scopes) + 1); /* length checked above */
-	(void)snprintf(e->email, sizeof(e->email), "%s", row->email);
-	(void)snprintf(e->created_at, sizeof(e->created_at), "%s", row->created_at);
+	memcpy(e->strs, strs, sizeof(e->strs));
+	cache_unlock(e, s);
+}
+
+int
+cache_claim_touch(const char *key, long long seen, long long now)
+{
+	struct cache_entry *p[CACHE_PLACES], *e;
+	int claimed = 0;
+	long s;
+
+	if (cache_n < CACHE_WAYS)
+		return 1;
+	if ((e = cache_find(key, p)) == NULL || (s = cache_lock(e)) < 0)
+		return 0;
+	/* Under the lock: still this key, and no other worker claimed the write. */
+	if (strncmp(e->key, key, sizeof(e->key)) == 0 && e->last_used_at == seen) {
+		e->last_used_at = now;
+		claimed = 1;
+	}
+	cache_unlock(e, s);
+	return claimed;
 }
 
 void
-cache_touched(const char *key, long long now)
+cache_forget(const char *key)
 {
-	struct cache_entry *e;
+	struct cache_entry *p[CACHE_PLACES], *e;
+	long s;
 
-	if (cache_n < CACHE_WAYS)
+	if (cache_n < CACHE_WAYS || (e = cache_find(key, p)) == NULL || (s = cache_lock(e)) < 0)
 		return;
-	if ((e = cache_find(key)) != NULL)
-		e->last_used_at = now;
+	if (strncmp(e->key, key, sizeof(e->key)) == 0)
+		memset(e->key, 0, sizeof(e->key));
+	cache_unlock(e, s);
 }
 
 void
 cache_revoked(void)
 {
 	scoreboard_epoch_bump();
-	cache_gen++;
 }

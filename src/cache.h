@@ -1,13 +1,20 @@
 /*
- * cache: each worker's cache of verified tokens, so that most token checks
- * cost no database round trip. Safe against revocation:
+ * cache: the pool's cache of verified tokens, in memory shared by every
+ * worker, so that most token checks cost no database round trip and a
+ * token is read from the database once per host, not once per worker.
+ * Safe against revocation:
  *  - a session ended through this host bumps the pool's shared epoch before
- *    the revoking request answers: every worker's entries die at once;
+ *    the revoking request answers: every entry dies at once;
  *  - a session ended elsewhere (another host, the admin command line) is
- *    announced by PostgreSQL NOTIFY, which a worker checks (without
- *    blocking) before every cache hit; a lost connection empties the cache;
+ *    announced by PostgreSQL NOTIFY, which each worker checks (without
+ *    blocking) before every cache hit, bumping the same epoch;
+ *  - a worker trusts only entries read from the database after its own
+ *    connection began listening: nothing it could have missed while it was
+ *    not connected (starting, reconnecting) is ever served;
  *  - entries also expire after token_cache_ttl and never outlive the
  *    token's own expiry.
+ * last_used_at lives in the entry too, so that the pool writes it once per
+ * token and touch_interval, whichever worker sees the token first.
  */
 #ifndef CACHE_H
 #define CACHE_H
@@ -17,7 +24,10 @@
 #include "db.h"
 #include "kg.h"
 
-/* Size the cache (0 entries disables it). KG_ENOMEM on allocation failure. */
+/*
+ * Map a fresh cache (0 entries disables it), before the workers are
+ * forked. KG_ENOMEM when the mapping fails.
+ */
 enum kg_err cache_configure(size_t entries, int ttl_s) KG_MUSTCHECK;
 
 /*
@@ -29,8 +39,15 @@ int cache_lookup(const char *key, struct db_token *row);
 /* Remember a row just verified against the database. */
 void cache_store(const char *key, const struct db_token *row);
 
-/* last_used_at of key was written now (unix seconds). */
-void cache_touched(const char *key, long long now);
+/*
+ * A cache hit found key's last_used_at (seen) over touch_interval old:
+ * 1 when this worker is the one to write it (the entry now says now),
+ * 0 when another worker already did or is doing it.
+ */
+int cache_claim_touch(const char *key, long long seen, long long now);
+
+/* Drop key's entry (its last_used_at could not be written). */
+void cache_forget(const char *key);
 
 /* This process ended one or more sessions: distrust every cached entry, pool-wide. */
 void cache_revoked(void);

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,8 +34,7 @@ enum db_stmt {
 	ST_USER_BY_ID,
 	ST_USER_SET_PASSWORD,
 	ST_USER_REHASH,
-	ST_TOKEN_INSERT,
-	ST_TOKEN_TRIM,
+	ST_LOGIN_FINISH,
 	ST_TOKEN_LOOKUP,
 	ST_TOKEN_TOUCH,
 	ST_TOKEN_DELETE,
@@ -78,16 +78,34 @@ static const struct {
 	    " AND key IS DISTINCT FROM $3 RETURNING 1)" REVOKED_COUNT },
 	[ST_USER_REHASH] = { "user_rehash", 3,
 	    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2" },
-	[ST_TOKEN_INSERT] = { "token_insert", 9,
-	    "INSERT INTO api_keys (key, user_id, secret_digest, scopes, remember, expires_at,"
-	    " idle_timeout_s, ip, user_agent)"
+	/*
+	 * Everything a successful login writes, in one statement (one round
+	 * trip, one commit), all of it only if the new key did not collide:
+	 * the token ($1-$9), the account's throttle row cleared ($10), the
+	 * address's attempt given back ($8, limit $11), the user's tokens
+	 * trimmed to $12 (the new token is the newest: keep $12 - 1 others),
+	 * with a NOTIFY when that ended any, and the login_ok event ($13
+	 * username, $14 user agent). Returns the expiry (NULL on a collision)
+	 * and the number of tokens trimmed.
+	 */
+	[ST_LOGIN_FINISH] = { "login_finish", 14,
+	    "WITH i AS (INSERT INTO api_keys (key, user_id, secret_digest, scopes, remember,"
+	    " expires_at, idle_timeout_s, ip, user_agent)"
 	    " VALUES ($1, $2, decode($3, 'hex'), $4::text[], $5, now() + make_interval(secs => $6),"
-	    " $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING " TS("expires_at") },
-	[ST_TOKEN_TRIM] = { "token_trim", 2,
-	    "WITH d AS (DELETE FROM api_keys k WHERE k.user_id = $1 AND (NOT " LIVE("k") " OR k.key IN"
-	    " (SELECT key FROM api_keys WHERE user_id = $1"
-	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $2)) RETURNING 1)"
-	    REVOKED_COUNT },
+	    " $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING expires_at),"
+	    " c AS (DELETE FROM throttle WHERE EXISTS (SELECT 1 FROM i)"
+	    " AND scope = 'user' AND subject = $10),"
+	    " r AS (UPDATE throttle SET attempts = greatest(attempts - 1, 0),"
+	    " blocked_until = CASE WHEN attempts - 1 < $11::int THEN NULL ELSE blocked_until END"
+	    " WHERE EXISTS (SELECT 1 FROM i) AND scope = 'addr' AND subject = $8),"
+	    " d AS (DELETE FROM api_keys k WHERE EXISTS (SELECT 1 FROM i) AND k.user_id = $2"
+	    " AND (NOT " LIVE("k") " OR k.key IN (SELECT key FROM api_keys WHERE user_id = $2"
+	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $12::int - 1)) RETURNING 1),"
+	    " e AS (INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
+	    " SELECT 'login_ok', $2, $13, $8, $14 FROM i),"
+	    " n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '') WHERE EXISTS (SELECT 1 FROM d))"
+	    " SELECT (SELECT " TS("expires_at") " FROM i), (SELECT count(*) FROM d),"
+	    " (SELECT count(*) FROM n)" },
 	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
 	    "SELECT k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text,"
@@ -178,8 +196,7 @@ static struct {
 	int backoff_ms;          /* current reconnect back-off */
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
-	unsigned long conn_gen;  /* bumped on every new connection */
-	unsigned long seen_gen;  /* conn_gen as of the last db_revocations_pending() */
+	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
 } db;
 
 void
@@ -290,7 +307,7 @@ out:
 			log_info("database: connected");
 		db.backoff_ms = 0;
 		db.next_try_ms = 0;
-		db.conn_gen++;
+		db.listening_ms = kg_monotonic_ms();
 	}
 	return err;
 }
@@ -302,11 +319,7 @@ db_revocations_pending(void)
 	int any = 0, i;
 
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
-		return 1;
-	if (db.seen_gen != db.conn_gen) {
-		db.seen_gen = db.conn_gen;
-		any = 1;
-	}
+		return -1;
 	/*
 	 * Read only what has arrived (poll with no timeout): notifications, or
 	 * the server going away, which must end trust in the cache too.
@@ -317,13 +330,21 @@ db_revocations_pending(void)
 		if (poll(&p, 1, 0) <= 0)
 			break;
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
-			return 1;
+			return -1;
 	}
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
 		PQfreemem(n);
 	}
 	return any;
+}
+
+long long
+db_listening_since(void)
+{
+	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
+		return LLONG_MAX;
+	return db.listening_ms;
 }
 
 enum kg_err
@@ -544,42 +565,55 @@ db_user_rehash(long long id, const char *old_hash, const char *hash)
 	return db_change(ST_USER_REHASH, params, NULL);
 }
 
-enum kg_err
-db_token_insert(const struct db_token_new *t, int *collided, char expires_at[DB_TS_LEN])
+/* The token's numeric and binary parameters as text, for the statements that insert one. */
+struct db_token_params {
+	char id[24], hex[CRYPTO_SHA256_LEN * 2 + 1], life[16], idle[16];
+};
+
+static void
+db_token_params(const struct db_token_new *t, struct db_token_params *p)
 {
-	char idbuf[24], hex[CRYPTO_SHA256_LEN * 2 + 1], life[16], idle[16];
-	const char *params[9] = { t->key, idbuf, hex, t->scopes, t->remember ? "true" : "false",
-		life, idle, t->ip, t->user_agent };
-	PGresult *res = NULL;
-	enum kg_err err;
 	size_t i;
 
-	*collided = 0;
-	(void)snprintf(idbuf, sizeof(idbuf), "%lld", t->user_id);
-	(void)snprintf(life, sizeof(life), "%d", t->lifetime_s);
-	(void)snprintf(idle, sizeof(idle), "%d", t->idle_s);
+	(void)snprintf(p->id, sizeof(p->id), "%lld", t->user_id);
+	(void)snprintf(p->life, sizeof(p->life), "%d", t->lifetime_s);
+	(void)snprintf(p->idle, sizeof(p->idle), "%d", t->idle_s);
 	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
-		(void)snprintf(hex + 2 * i, 3, "%02x", t->digest[i]);
-	if ((err = db_exec(ST_TOKEN_INSERT, params, 1, &res, NULL, 0)) != KG_OK)
-		goto out;
-	if (PQntuples(res) == 0)
-		*collided = 1;
-	else
-		db_copy(expires_at, DB_TS_LEN, res, 0, 0);
-out:
-	PQclear(res);
-	return err;
+		(void)snprintf(p->hex + 2 * i, 3, "%02x", t->digest[i]);
 }
 
 enum kg_err
-db_token_trim(long long user_id, int max, long *removed)
+db_login_finish(const struct db_login_finish *l, int *collided, char expires_at[DB_TS_LEN],
+    long *trimmed)
 {
-	char idbuf[24], maxbuf[16];
-	const char *params[2] = { idbuf, maxbuf };
+	const struct db_token_new *t = l->token;
+	struct db_token_params tp;
+	char addr_max[16], max_tokens[16];
+	const char *params[14] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
+		tp.life, tp.idle, t->ip, t->user_agent, l->subject, addr_max, max_tokens,
+		l->username, l->event_user_agent };
+	PGresult *res = NULL;
+	enum kg_err err;
 
-	(void)snprintf(idbuf, sizeof(idbuf), "%lld", user_id);
-	(void)snprintf(maxbuf, sizeof(maxbuf), "%d", max);
-	return db_revoke(ST_TOKEN_TRIM, params, removed);
+	*collided = 0;
+	*trimmed = 0;
+	db_token_params(t, &tp);
+	(void)snprintf(addr_max, sizeof(addr_max), "%ld", l->addr_max);
+	(void)snprintf(max_tokens, sizeof(max_tokens), "%d", l->max_tokens);
+	if ((err = db_exec(ST_LOGIN_FINISH, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ESYS;
+		goto out;
+	}
+	if (PQgetisnull(res, 0, 0))
+		*collided = 1;
+	else
+		db_copy(expires_at, DB_TS_LEN, res, 0, 0);
+	*trimmed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+out:
+	PQclear(res);
+	return err;
 }
 
 enum kg_err

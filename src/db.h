@@ -83,11 +83,18 @@ void db_close(void);
 enum kg_err db_ping(void) KG_MUSTCHECK;
 
 /*
- * 1 when a revocation may have happened elsewhere since the last call: a
- * notification arrived, the connection was re-established (notifications
- * may have been missed) or is down. Never blocks.
+ * Sessions ended elsewhere since the last call: 1 when a notification
+ * arrived, 0 when none did, -1 when the connection is down (nobody can
+ * tell). Never blocks.
  */
 int db_revocations_pending(void);
+
+/*
+ * Monotonic ms since which the current connection has been listening for
+ * revocations (LLONG_MAX while there is none): rows read before then may
+ * predate a revocation this process never heard of.
+ */
+long long db_listening_since(void);
 
 /* KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN on a unique violation. */
 enum kg_err db_user_insert(const char *username, const char *email, const char *hash,
@@ -101,11 +108,24 @@ enum kg_err db_user_set_password(long long id, const char *hash, const char *kee
 /* Replace the hash only if it is still old_hash (a concurrent change wins). */
 enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash) KG_MUSTCHECK;
 
-/* Store a token; *collided = 1 (and KG_OK) when the key already exists. */
-enum kg_err db_token_insert(const struct db_token_new *t, int *collided,
-    char expires_at[DB_TS_LEN]) KG_MUSTCHECK;
-/* Keep only the max most recently used tokens of a user. */
-enum kg_err db_token_trim(long long user_id, int max, long *removed) KG_MUSTCHECK;
+/* What a successful login writes besides its token (see db_login_finish). */
+struct db_login_finish {
+	const struct db_token_new *token;
+	const char *subject;           /* the account's throttle key */
+	long addr_max;                 /* the address rule's limit (the attempt given back) */
+	int max_tokens;                /* the user's live tokens kept, the new one included */
+	const char *username;          /* as stored, for the login_ok event */
+	const char *event_user_agent;  /* NULL when the client sent none */
+};
+
+/*
+ * Finish a login in one statement: insert the token, clear the account's
+ * failed attempts, give the address its attempt back, trim the user's
+ * tokens to max_tokens (*trimmed ended) and record login_ok. *collided
+ * (nothing written) when the key exists already.
+ */
+enum kg_err db_login_finish(const struct db_login_finish *l, int *collided,
+    char expires_at[DB_TS_LEN], long *trimmed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
 enum kg_err db_token_touch(const char *key, int touch_interval) KG_MUSTCHECK;

@@ -1,4 +1,6 @@
-"""The per-worker token cache never outlives a revocation (issue 6 bounds).
+"""The pool's shared token cache never outlives a revocation (issue 6 bounds),
+reads a token from the database once per host and writes last_used_at once
+per host and touch_interval.
 
 Each keygate pool (master + workers, one shared-memory epoch) stands for one
 host; two pools on the same database are two hosts. Caches are warmed by
@@ -6,6 +8,7 @@ sending each token many times, so every worker has seen it, before the
 revocation; the bounds are then checked against every worker.
 """
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -154,3 +157,50 @@ def test_cache_off_still_serves(keygate):
     for _ in range(20):
         assert _me(kg, token).status == 200
     assert "cache hit" not in kg.log()
+
+
+def _cache_lines(kg):
+    """(pid, "hit"|"miss") for every token check in kg's debug log."""
+    return re.findall(r"keygate\[(\d+)\] debug: token kg_1_\S+: cache (hit|miss)", kg.log())
+
+
+def test_pool_reads_a_token_from_the_database_once(keygate):
+    """The cache is shared: one worker's database read serves them all."""
+    kg = keygate.start(workers=3, **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    _warm(kg, token, 90)
+    lines = _cache_lines(kg)
+    misses = [pid for pid, what in lines if what == "miss"]
+    hit_pids = {pid for pid, what in lines if what == "hit"}
+    assert len(lines) == 90
+    # Without sharing, every worker would read the token once for itself.
+    assert len(misses) == 1, lines
+    assert len(hit_pids - set(misses)) >= 1, "one worker served every request: %s" % lines
+
+
+def test_last_used_at_is_written_once_per_pool(keygate, pg):
+    """When a cached token falls due, one worker writes last_used_at, not each."""
+    kg = keygate.start(workers=3, touch_interval=1, **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    _warm(kg, token, 60)
+    assert len({pid for pid, _ in _cache_lines(kg)}) >= 2, "a single worker served"
+    pg.query("CREATE TABLE touch_count (n integer NOT NULL)")
+    pg.query("INSERT INTO touch_count VALUES (0)")
+    # A statement trigger fires for every UPDATE sent, even one that changes no row.
+    pg.query("CREATE FUNCTION touch_counted() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$BEGIN UPDATE touch_count SET n = n + 1; RETURN NULL; END$$")
+    pg.query("CREATE TRIGGER touch_counted AFTER UPDATE ON api_keys "
+             "FOR EACH STATEMENT EXECUTE FUNCTION touch_counted()")
+    try:
+        time.sleep(1.3)  # the token is now due in every worker's view
+        _warm(kg, token, 60)
+        writes = pg.query("SELECT n FROM touch_count")[0][0]
+        assert writes == 1, "%d UPDATEs of api_keys for one due token" % writes
+        # And it was written: the database's last_used_at is fresh.
+        age = pg.query("SELECT extract(epoch FROM now() - last_used_at) FROM api_keys"
+                       " WHERE key = %s", (token.split(".")[0],))[0][0]
+        assert age < 1.3, age
+    finally:
+        pg.query("DROP TRIGGER touch_counted ON api_keys")
+        pg.query("DROP FUNCTION touch_counted()")
+        pg.query("DROP TABLE touch_count")
