@@ -30,6 +30,7 @@ struct cache_entry {
 	long long expires_at;     /* unix seconds */
 	long long last_used_at;   /* unix seconds, as written to the database */
 	long long as_of_ms;       /* monotonic ms before the row was read */
+	long long until_ms;       /* monotonic ms after which the entry is read again */
 	long idle_s;
 	unsigned long epoch;      /* the pool's revocation epoch before the row was read */
 	char strs[CACHE_STRS];
@@ -153,7 +154,7 @@ cache_fresh(const struct cache_entry *e, long long now_ms)
 	return e->epoch == ticket_epoch &&
 	    /* Read after this worker began listening: no revocation since could pass it by. */
 	    e->as_of_ms >= db_listening_since() &&
-	    now_ms - e->as_of_ms < cache_ttl_ms &&
+	    now_ms < e->until_ms &&
 	    now < e->expires_at && now < e->last_used_at + e->idle_s;
 }
 
@@ -285,6 +286,14 @@ cache_store(const char *key, const struct db_token *row)
 	e->expires_at = row->expires_at;
 	e->last_used_at = row->last_used_at;
 	e->as_of_ms = ticket_ms;
+	/*
+	 * Entries live token_cache_ttl less up to a quarter, varying by
+	 * token (the digest's first bytes are as good as random): tokens
+	 * cached together are then read again over a quarter of the TTL, not
+	 * all in the same second.
+	 */
+	e->until_ms = ticket_ms + cache_ttl_ms -
+	    (long long)((row->digest[0] << 8 | row->digest[1]) % (cache_ttl_ms / 4 + 1));
 	e->idle_s = row->idle_s;
 	e->epoch = ticket_epoch;
 	memcpy(e->strs, strs, sizeof(e->strs));
