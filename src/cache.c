@@ -11,7 +11,7 @@
 
 #define CACHE_WAYS 4      /* entries per set: see cache_places() */
 #define CACHE_PLACES (2 * CACHE_WAYS)
-#define CACHE_STRS 192    /* username, created_at, scopes and email, each NUL-ended */
+#define CACHE_STRS 184    /* username, created_at, scopes and email, each NUL-ended */
 
 /*
  * One entry, shared by the pool. A seqlock guards it: a writer makes seq
@@ -23,6 +23,7 @@
  */
 struct cache_entry {
 	atomic_uint seq;
+	uint64_t tag;             /* the key's hash: compared before the key itself */
 	char key[TOKEN_KEY_LEN + 1];
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	unsigned char has_email;
@@ -82,7 +83,7 @@ cache_configure(size_t entries, int ttl_s)
  * left a fifth of the tokens in such sets, one 8-way set a tenth; two
  * 4-way sets leave next to none.
  */
-static void
+static uint64_t
 cache_places(const char *key, struct cache_entry *places[CACHE_PLACES])
 {
 	uint64_t h = 14695981039346656037ULL;
@@ -99,6 +100,17 @@ cache_places(const char *key, struct cache_entry *places[CACHE_PLACES])
 		places[i] = &cache[a * CACHE_WAYS + (size_t)i];
 		places[CACHE_WAYS + i] = &cache[b * CACHE_WAYS + (size_t)i];
 	}
+	return h;
+}
+
+/*
+ * Is e key's entry? The tag first: every key starts "kg_1_", so comparing
+ * the strings of the eight candidates cost more than the rest of a hit.
+ */
+static int
+cache_is(const struct cache_entry *e, uint64_t tag, const char *key)
+{
+	return e->tag == tag && strncmp(e->key, key, sizeof(e->key)) == 0;
 }
 
 /*
@@ -110,17 +122,18 @@ cache_read(const char *key, struct cache_entry *out)
 {
 	struct cache_entry *p[CACHE_PLACES];
 	unsigned int s1, s2;
+	uint64_t tag;
 	int i;
 
-	cache_places(key, p);
+	tag = cache_places(key, p);
 	for (i = 0; i < CACHE_PLACES; i++) {
 		s1 = atomic_load_explicit(&p[i]->seq, memory_order_acquire);
-		if ((s1 & 1) != 0 || strncmp(p[i]->key, key, sizeof(p[i]->key)) != 0)
+		if ((s1 & 1) != 0 || !cache_is(p[i], tag, key))
 			continue;
 		memcpy(out, p[i], sizeof(*out));
 		atomic_thread_fence(memory_order_acquire);
 		s2 = atomic_load_explicit(&p[i]->seq, memory_order_relaxed);
-		return s1 == s2 && strncmp(out->key, key, sizeof(out->key)) == 0;
+		return s1 == s2 && cache_is(out, tag, key);
 	}
 	return 0;
 }
@@ -226,28 +239,31 @@ cache_pack(char strs[CACHE_STRS], const struct db_token *row)
 	return 1;
 }
 
-/* key's entry, found without the lock (callers lock and check again), or NULL. */
+/*
+ * key's entry, found without the lock (callers lock and check again with
+ * *tag), or NULL; p gets key's places either way.
+ */
 static struct cache_entry *
-cache_find(const char *key, struct cache_entry *p[CACHE_PLACES])
+cache_find(const char *key, struct cache_entry *p[CACHE_PLACES], uint64_t *tag)
 {
 	int i;
 
-	cache_places(key, p);
+	*tag = cache_places(key, p);
 	for (i = 0; i < CACHE_PLACES; i++)
-		if (strncmp(p[i]->key, key, sizeof(p[i]->key)) == 0)
+		if (cache_is(p[i], *tag, key))
 			return p[i];
 	return NULL;
 }
 
 /* Where to store key: its own entry, else a dead one, else the one read longest ago. */
 static struct cache_entry *
-cache_victim(const char *key)
+cache_victim(const char *key, uint64_t *tag)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
 	int i;
 
 	/* Unlocked reads: a wrong guess only evicts a less suitable entry. */
-	if ((e = cache_find(key, p)) != NULL)
+	if ((e = cache_find(key, p, tag)) != NULL)
 		return e;
 	e = p[0];
 	for (i = 0; i < CACHE_PLACES; i++) {
@@ -264,6 +280,7 @@ cache_store(const char *key, const struct db_token *row)
 {
 	char strs[CACHE_STRS];
 	struct cache_entry *e;
+	uint64_t tag;
 	int pending;
 	long s;
 
@@ -275,9 +292,10 @@ cache_store(const char *key, const struct db_token *row)
 			scoreboard_epoch_bump();
 		return;
 	}
-	e = cache_victim(key);
+	e = cache_victim(key, &tag);
 	if ((s = cache_lock(e)) < 0)
 		return;
+	e->tag = tag;
 	memset(e->key, 0, sizeof(e->key));
 	memcpy(e->key, key, strlen(key));
 	memcpy(e->digest, row->digest, sizeof(e->digest));
@@ -304,15 +322,16 @@ int
 cache_claim_touch(const char *key, long long seen, long long now)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
+	uint64_t tag;
 	int claimed = 0;
 	long s;
 
 	if (cache_n < CACHE_WAYS)
 		return 1;
-	if ((e = cache_find(key, p)) == NULL || (s = cache_lock(e)) < 0)
+	if ((e = cache_find(key, p, &tag)) == NULL || (s = cache_lock(e)) < 0)
 		return 0;
 	/* Under the lock: still this key, and no other worker claimed the write. */
-	if (strncmp(e->key, key, sizeof(e->key)) == 0 && e->last_used_at == seen) {
+	if (cache_is(e, tag, key) && e->last_used_at == seen) {
 		e->last_used_at = now;
 		claimed = 1;
 	}
@@ -324,12 +343,16 @@ void
 cache_forget(const char *key)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
+	uint64_t tag;
 	long s;
 
-	if (cache_n < CACHE_WAYS || (e = cache_find(key, p)) == NULL || (s = cache_lock(e)) < 0)
+	if (cache_n < CACHE_WAYS || (e = cache_find(key, p, &tag)) == NULL ||
+	    (s = cache_lock(e)) < 0)
 		return;
-	if (strncmp(e->key, key, sizeof(e->key)) == 0)
+	if (cache_is(e, tag, key)) {
+		e->tag = 0;
 		memset(e->key, 0, sizeof(e->key));
+	}
 	cache_unlock(e, s);
 }
 
