@@ -255,8 +255,13 @@ long
 fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 {
 	FCGX_Request r;
+	sigset_t term, old;
 	long served = 0;
 
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
+	sigaddset(&term, SIGHUP);
 	if (FCGX_InitRequest(&r, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
 		log_warnx("FCGX_InitRequest failed");
 		return 0;
@@ -266,13 +271,9 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 	while (!*stop && (c->max_requests == 0 || served < c->max_requests)) {
 		int rc;
 
-		/*
-		 * SIGTERM is not blocked while a request is handled (two system
-		 * calls per request saved): its handler restarts interrupted
-		 * calls and only closes the listening socket, which the request
-		 * in hand does not use; the loop ends after it.
-		 */
+		(void)sigprocmask(SIG_UNBLOCK, &term, &old);
 		rc = *stop ? -1 : FCGX_Accept_r(&r);
+		(void)sigprocmask(SIG_BLOCK, &term, NULL);
 		if (rc < 0) {
 			if (*stop)
 				break;
