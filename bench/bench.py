@@ -31,7 +31,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -202,11 +201,10 @@ def configure_args():
 # processes: resident size and CPU time from /proc
 
 def vmrss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError("no VmRSS for pid %d" % pid)
+    rss, _ = kgharness.rss_and_fds(pid)
+    if rss is None:
+        raise BenchError("no VmRSS for pid %d" % pid)
+    return rss
 
 
 def proc_table():
@@ -363,18 +361,7 @@ class BenchLighttpd(kgharness.Lighttpd):
     mod_accesslog, which a production front would not be made to pay for
     in a benchmark of the application (and the harness adds for tests)."""
 
-    def _write_conf(self):
-        with open(self.conf_path, "w") as f:
-            f.write(
-                'server.document-root = "%(docroot)s"\n'
-                'server.bind = "127.0.0.1"\n'
-                'server.port = %(port)d\n'
-                'server.errorlog = "%(error_log)s"\n'
-                'server.upload-dirs = ( "%(workdir)s" )\n'
-                'include "%(snippet)s"\n' % {
-                    "docroot": self.docroot, "port": self.port,
-                    "error_log": self.error_log, "workdir": self.workdir,
-                    "snippet": self.snippet_path})
+    ACCESS_LOG = False
 
 
 class BenchPgCluster(kgharness.PgCluster):
@@ -436,14 +423,7 @@ class HelloPool:
         kgharness.wait_until(up, 15, what="fcgi_hello")
 
     def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
+        kgharness.stop_group(self.proc)
         self._log.close()
         kgharness._unregister(self)
 
@@ -669,7 +649,7 @@ def main():
         model.split(" (")[0], NCPU, opts.workers, "quick" if quick else "full", res.get("date"))
 
     workdir = kgharness.make_workdir("kgbench-")
-    pg = kgf = ltf = hello = None
+    pg = kgf = hello = None
     try:
         # -- the stack -------------------------------------------------------
         note("PostgreSQL: initdb in %s" % workdir)

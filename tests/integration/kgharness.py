@@ -140,6 +140,34 @@ def read_text(path):
         return ""
 
 
+def stop_group(proc, timeout=10):
+    """Stop a process started in its own session: SIGTERM and up to
+    `timeout` seconds to leave, then SIGKILL to whatever is left of its
+    process group (workers, spawned children)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def rss_and_fds(pid):
+    """(VmRSS in KiB or None, number of open fds) of pid, from /proc.
+    OSError when pid is gone."""
+    rss = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return rss, len(os.listdir("/proc/%d/fd" % pid))
+
+
 def live_processes():
     """(pid, ppid, pgrp) of every live (non-zombie) process, from /proc."""
     for name in os.listdir("/proc"):
@@ -672,6 +700,8 @@ class Lighttpd:
     ('http://127.0.0.1:PORT'), conf_path, snippet_path, error_log,
     access_log, proc. Methods: log() (error log), stop(), cleanup()."""
 
+    ACCESS_LOG = True  # tests read it; a benchmark leaves it out
+
     def __init__(self, workdir, name, socket_path, port=None, extra_conf="",
                  snippet=LIGHTTPD_SNIPPET):
         self.workdir = workdir
@@ -718,13 +748,15 @@ class Lighttpd:
                 'server.port = %(port)d\n'
                 'server.errorlog = "%(error_log)s"\n'
                 'server.upload-dirs = ( "%(workdir)s" )\n'
-                'server.modules += ( "mod_accesslog" )\n'
-                'accesslog.filename = "%(access_log)s"\n'
+                '%(accesslog)s'
                 '%(extra)s\n'
                 'include "%(snippet)s"\n' % {
+                    "accesslog": ('server.modules += ( "mod_accesslog" )\n'
+                                  'accesslog.filename = "%s"\n' % self.access_log
+                                  if self.ACCESS_LOG else ""),
                     "docroot": self.docroot, "port": self.port,
                     "error_log": self.error_log, "workdir": self.workdir,
-                    "access_log": self.access_log, "extra": self.extra_conf,
+                    "extra": self.extra_conf,
                     "snippet": self.snippet_path})
 
     def _start(self):
@@ -752,17 +784,7 @@ class Lighttpd:
         return read_text(self.error_log) + read_text(self.out_log)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
+        stop_group(self.proc)
 
     def cleanup(self):
         self.stop()

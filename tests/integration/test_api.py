@@ -1156,7 +1156,7 @@ def test_password_change_failures(stack, conn):
 
     # wrong current password
     r = pw({"current_password": pword(), "new_password": pword()})
-    b = err(r, 401, "invalid_credentials")
+    err(r, 401, "invalid_credentials")
     assert r.headers.get("WWW-Authenticate", "").startswith(REALM)
     # policy on the new password
     cases = [

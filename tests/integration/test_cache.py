@@ -7,7 +7,6 @@ host; two pools on the same database are two hosts. Caches are warmed by
 sending each token many times, so every worker has seen it, before the
 revocation; the bounds are then checked against every worker.
 """
-import os
 import re
 import subprocess
 import time

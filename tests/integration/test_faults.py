@@ -178,14 +178,7 @@ def on_every_worker(kg, method, path, body=b"", headers=None, content_type=None,
             c.close()
 
 
-def worker_usage(pid):
-    """(resident KiB, open fds) of a process, from /proc."""
-    rss = None
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-    return rss, len(os.listdir("/proc/%d/fd" % pid))
+worker_usage = kgharness.rss_and_fds
 
 
 def pool_processes(pgid):

@@ -23,9 +23,8 @@ import requests
 
 import kgharness as kh
 import webservers as ws
-from webservers import bearer, assert_refused
+from webservers import REALM, bearer, assert_refused
 
-REALM = 'Bearer realm="keygate"'
 
 CGI_CONF = """
 server.modules += ( "mod_cgi" )
@@ -148,48 +147,11 @@ def test_private_served_with_valid_token(site):
 
 
 def test_private_refused_after_logout_and_session_delete(site):
-    _, _, b = site.api.session()
-    secret = site.files["secret.txt"]
-    assert site.get("/private/secret.txt", headers=bearer(b["token"])).status_code == 200
-    site.api.ok(site.api.logout(b["token"]))
-    assert_401(site.get("/private/secret.txt", headers=bearer(b["token"])), secret)
-    assert_401(site.get("/private/secret.txt",
-                        headers={"Key": b["key"], "Secret": b["secret"]}), secret)
-
-    # a session ended from another one (DELETE /sessions/{key})
-    username, password, _ = site.api.join()
-    first = site.api.login(username, password)
-    second = site.api.login(username, password)
-    assert site.get("/private/secret.txt", headers=bearer(first["token"])).status_code == 200
-    site.api.ok(site.api.request("DELETE", "/sessions/" + first["key"],
-                                 headers=bearer(second["token"])))
-    assert_401(site.get("/private/secret.txt", headers=bearer(first["token"])), secret)
-    assert site.get("/private/secret.txt", headers=bearer(second["token"])).status_code == 200
+    ws.check_refused_after_logout_and_session_delete(site, assert_401)
 
 
 def test_backend_sees_keygate_variables(site):
-    user_id, username, b = site.api.session()
-    r = site.get("/private/whoami.cgi", headers=bearer(b["token"]))
-    assert r.status_code == 200, (r.status_code, r.text[:500])
-    env = r.json()
-    assert env.get("KEYGATE_USER_ID") == str(user_id), env
-    assert env.get("KEYGATE_USERNAME") == username, env
-    assert env.get("KEYGATE_SCOPES") == "*", env
-
-    # what a client sends cannot pose as the authorizer's variables
-    forged = dict(bearer(b["token"]))
-    forged.update({"Variable-KEYGATE_USER_ID": "999999",
-                   "Keygate-User-Id": "999999",
-                   "X-Keygate-User-Id": "999999"})
-    r = site.get("/private/whoami.cgi", headers=forged)
-    assert r.status_code == 200, (r.status_code, r.text[:500])
-    env = r.json()
-    assert env.get("KEYGATE_USER_ID") == str(user_id), env
-    assert not [k for k, v in env.items() if k.startswith("KEYGATE_") and v == "999999"], env
-
-    # and without a token the program does not run at all
-    r = site.get("/private/whoami.cgi")
-    assert r.status_code == 401 and "KEYGATE_USER_ID" not in r.text, r.text[:300]
+    ws.check_backend_sees_keygate_variables(site)
 
 
 def test_pool_down_means_503_never_the_file(pg, kg_workdir, keygate, fresh_servers):

@@ -102,12 +102,7 @@ def default_seconds():
 def worker_usage(pid):
     """(VmRSS KiB, open fds) of pid, or None if it is gone."""
     try:
-        rss = None
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-        return rss, len(os.listdir("/proc/%d/fd" % pid))
+        return kgharness.rss_and_fds(pid)
     except (OSError, ValueError):
         return None
 

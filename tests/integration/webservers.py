@@ -34,7 +34,6 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -179,6 +178,13 @@ class _Server:
     def _argv(self):
         raise NotImplementedError
 
+    def _render(self, snippets):
+        """Render (template, substitutions) pairs into numbered files under
+        root, in order; their paths, for the configuration to include."""
+        return [render_snippet(src, os.path.join(self.root, "%02d-%s" % (i, os.path.basename(src))),
+                               subs)
+                for i, (src, subs) in enumerate(snippets)]
+
     def _write_conf(self):
         raise NotImplementedError
 
@@ -218,18 +224,8 @@ class _Server:
         return kh.read_text(self.error_log) + kh.read_text(self.out_log)
 
     def stop(self, timeout=10):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
-        # whatever is left of the group: workers, spawned keygate, CGI
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
+        # and whatever is left of the group: workers, spawned keygate, CGI
+        kh.stop_group(self.proc, timeout)
 
     def group_pids(self):
         """Live processes in the server's process group (its session)."""
@@ -266,10 +262,7 @@ class LighttpdServer(_Server):
         self.error_log = os.path.join(self.root, "error.log")
         self.access_log = os.path.join(self.root, "access.log")
         self.extra_conf = extra_conf
-        self.includes = []
-        for i, (src, subs) in enumerate(snippets):
-            dst = os.path.join(self.root, "%02d-%s" % (i, os.path.basename(src)))
-            self.includes.append(render_snippet(src, dst, subs))
+        self.includes = self._render(snippets)
         self._start(port)
 
     def _argv(self):
@@ -335,10 +328,7 @@ class Apache(_Server):
         if loglevel is None:
             loglevel = "notice fcgid:info" if "fcgid" in self.modules else "notice"
         self.loglevel = loglevel
-        self.includes = []
-        for i, (src, subs) in enumerate(snippets):
-            dst = os.path.join(self.root, "%02d-%s" % (i, os.path.basename(src)))
-            self.includes.append(render_snippet(src, dst, subs))
+        self.includes = self._render(snippets)
         self._start(port)
 
     def _argv(self):
@@ -490,6 +480,9 @@ def pword():
     return "web %s server!" % uuid.uuid4().hex
 
 
+REALM = 'Bearer realm="keygate"'
+
+
 def bearer(token):
     return {"Authorization": "Bearer " + token}
 
@@ -565,6 +558,55 @@ class Client:
 
     def close(self):
         self.http.close()
+
+
+def check_refused_after_logout_and_session_delete(site, assert_401):
+    """The guarded folder of `site` refuses a token from the moment its
+    session ends, by logout or from another session."""
+    _, _, b = site.api.session()
+    secret = site.files["secret.txt"]
+    assert site.get("/private/secret.txt", headers=bearer(b["token"])).status_code == 200
+    site.api.ok(site.api.logout(b["token"]))
+    assert_401(site.get("/private/secret.txt", headers=bearer(b["token"])), secret)
+    assert_401(site.get("/private/secret.txt",
+                        headers={"Key": b["key"], "Secret": b["secret"]}), secret)
+
+    # a session ended from another one (DELETE /sessions/{key})
+    username, password, _ = site.api.join()
+    first = site.api.login(username, password)
+    second = site.api.login(username, password)
+    assert site.get("/private/secret.txt", headers=bearer(first["token"])).status_code == 200
+    site.api.ok(site.api.request("DELETE", "/sessions/" + first["key"],
+                                 headers=bearer(second["token"])))
+    assert_401(site.get("/private/secret.txt", headers=bearer(first["token"])), secret)
+    assert site.get("/private/secret.txt", headers=bearer(second["token"])).status_code == 200
+
+
+def check_backend_sees_keygate_variables(site):
+    """The program behind the guarded folder gets the authorizer's
+    KEYGATE_* variables, never ones a client sent."""
+    user_id, username, b = site.api.session()
+    r = site.get("/private/whoami.cgi", headers=bearer(b["token"]))
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    env = r.json()
+    assert env.get("KEYGATE_USER_ID") == str(user_id), env
+    assert env.get("KEYGATE_USERNAME") == username, env
+    assert env.get("KEYGATE_SCOPES") == "*", env
+
+    # what a client sends cannot pose as the authorizer's variables
+    forged = dict(bearer(b["token"]))
+    forged.update({"Variable-KEYGATE_USER_ID": "999999",
+                   "Keygate-User-Id": "999999",
+                   "X-Keygate-User-Id": "999999"})
+    r = site.get("/private/whoami.cgi", headers=forged)
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    env = r.json()
+    assert env.get("KEYGATE_USER_ID") == str(user_id), env
+    assert not [k for k, v in env.items() if k.startswith("KEYGATE_") and v == "999999"], env
+
+    # and without a token the program does not run at all
+    r = site.get("/private/whoami.cgi")
+    assert r.status_code == 401 and "KEYGATE_USER_ID" not in r.text, r.text[:300]
 
 
 def assert_refused(r, content, statuses=(401,)):
