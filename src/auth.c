@@ -200,11 +200,11 @@ auth_verify(const struct token *t, struct auth_session *s)
 	if (!crypto_equal(digest, row.digest, sizeof(digest)))
 		return KG_ETOKEN;
 	s->user_id = row.user_id;
-	(void)snprintf(s->username, sizeof(s->username), "%s", row.username);
-	(void)snprintf(s->key, sizeof(s->key), "%s", t->key);
+	(void)kg_strlcpy(s->username, row.username, sizeof(s->username));
+	(void)kg_strlcpy(s->key, t->key, sizeof(s->key));
 	s->has_email = row.has_email;
-	(void)snprintf(s->email, sizeof(s->email), "%s", row.email);
-	(void)snprintf(s->created_at, sizeof(s->created_at), "%s", row.created_at);
+	(void)kg_strlcpy(s->email, row.email, sizeof(s->email));
+	(void)kg_strlcpy(s->created_at, row.created_at, sizeof(s->created_at));
 	auth_scopes_from_text(row.scopes, s);
 	/*
 	 * last_used_at is written at most once per touch_interval by the

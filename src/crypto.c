@@ -80,7 +80,8 @@ crypto_wipe(void *p, size_t len)
 {
 	if (p == NULL || len == 0)
 		return;
-	OPENSSL_cleanse(p, len);
+	/* glibc's vectorised memset, behind a barrier the compiler keeps. */
+	explicit_bzero(p, len);
 }
 
 void

@@ -423,7 +423,7 @@ db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out
 static void
 db_copy(char *dst, size_t dstsz, const PGresult *res, int row, int col)
 {
-	(void)snprintf(dst, dstsz, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+	(void)kg_strlcpy(dst, PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col), dstsz);
 }
 
 static int

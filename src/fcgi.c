@@ -10,6 +10,7 @@
 #include <fcgiapp.h>
 
 #include "conf.h"
+#include "crypto.h"
 #include "fcgi.h"
 #include "http.h"
 #include "json.h"
@@ -223,43 +224,64 @@ fcgi_header(FCGX_Stream *out, const char *name, const char *value)
 	return 0;
 }
 
+/* Every reply but an allowing authorizer's: JSON, never sniffed, never cached. */
+#define FCGI_JSON_HEADERS "Content-Type: application/json\r\n" \
+	"X-Content-Type-Options: nosniff\r\n" "Cache-Control: no-store\r\n"
+
 /* Write status, headers and body. Every response names its status explicitly. */
 static void
 fcgi_respond(FCGX_Request *r, struct response *resp)
 {
+	/* Replies are small: one static buffer, json_render's heap copy past it. */
+	static char reply[8192];
 	char status[64];
+	const char *line, *text = NULL;
 	char *body = NULL;
 	size_t len = 0, i;
+	enum kg_err err;
 	int n;
 
-	if (resp->json != NULL && json_render(resp->json, &body, &len) != KG_OK) {
-		json_free(resp->json);
-		resp->json = NULL;
-		resp->fields = NULL;
-		router_error(resp, KG_ENOMEM);
-		if (json_render(resp->json, &body, &len) != KG_OK)
-			len = 0;
+	if (resp->json != NULL) {
+		err = json_render_buf(resp->json, reply, sizeof(reply), &len);
+		if (err == KG_OK)
+			text = reply;
+		else if (err == KG_ETOOLARGE && json_render(resp->json, &body, &len) == KG_OK)
+			text = body;
+		else {
+			json_free(resp->json);
+			resp->json = NULL;
+			resp->fields = NULL;
+			router_error(resp, KG_ENOMEM);
+			if (json_render_buf(resp->json, reply, sizeof(reply), &len) == KG_OK)
+				text = reply;
+		}
 	}
-	n = snprintf(status, sizeof(status), "%d %s", resp->status, http_status_text(resp->status));
-	if (n < 0 || (size_t)n >= sizeof(status))
-		goto out;
-	if (fcgi_header(r->out, "Status", status) != 0)
+	if ((line = http_status_line(resp->status)) == NULL) {
+		n = snprintf(status, sizeof(status), "%d Unknown", resp->status);
+		if (n < 0 || (size_t)n >= sizeof(status))
+			goto out;
+		line = status;
+	}
+	if (fcgi_header(r->out, "Status", line) != 0)
 		goto out;
 	/* mod_fcgid keeps an allowing authorizer's headers for the protected file's reply. */
-	if (!resp->bare &&
-	    (fcgi_header(r->out, "Content-Type", "application/json") != 0 ||
-	    fcgi_header(r->out, "X-Content-Type-Options", "nosniff") != 0 ||
-	    fcgi_header(r->out, "Cache-Control", "no-store") != 0))
+	if (!resp->bare && fcgi_put(r->out, FCGI_JSON_HEADERS, sizeof(FCGI_JSON_HEADERS) - 1) != 0)
 		goto out;
 	for (i = 0; i < resp->nheaders; i++)
 		if (fcgi_header(r->out, resp->headers[i].name, resp->headers[i].value) != 0)
 			goto out;
 	if (fcgi_put(r->out, "\r\n", 2) != 0)
 		goto out;
-	if (body != NULL && !resp->no_body && fcgi_put(r->out, body, len) != 0)
+	if (text != NULL && !resp->no_body && fcgi_put(r->out, text, len) != 0)
 		goto out;
 out:
-	free(body);
+	/* A login's reply carries a token secret. */
+	if (text == reply)
+		crypto_wipe(reply, len);
+	if (body != NULL) {
+		crypto_wipe(body, len);
+		free(body);
+	}
 }
 
 static void
@@ -271,7 +293,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 	long long start = kg_monotonic_ms(), ms;
 
 	memset(&req, 0, sizeof(req));
-	memset(&resp, 0, sizeof(resp));
+	response_init(&resp);
 	scoreboard_request_begin();
 	err = fcgi_read_params(r, c, &req);
 	/* An authorizer gets the original request's parameters but never its body. */
@@ -295,6 +317,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 		    resp.status, ms);
 	request_free(&req);
 	response_free(&resp);
+	json_arena_reset();
 }
 
 long

@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +10,17 @@
 #include "http.h"
 #include "json.h"
 
+/* The Status line's text, "NNN Reason", so that a reply needs no formatting. */
 static const struct {
 	int status;
-	const char *text;
+	const char *line;
 } http_statuses[] = {
-	{ 200, "OK" }, { 201, "Created" }, { 204, "No Content" },
-	{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
-	{ 404, "Not Found" }, { 405, "Method Not Allowed" }, { 409, "Conflict" },
-	{ 413, "Payload Too Large" }, { 415, "Unsupported Media Type" },
-	{ 429, "Too Many Requests" }, { 500, "Internal Server Error" },
-	{ 503, "Service Unavailable" },
+	{ 200, "200 OK" }, { 201, "201 Created" }, { 204, "204 No Content" },
+	{ 400, "400 Bad Request" }, { 401, "401 Unauthorized" }, { 403, "403 Forbidden" },
+	{ 404, "404 Not Found" }, { 405, "405 Method Not Allowed" }, { 409, "409 Conflict" },
+	{ 413, "413 Payload Too Large" }, { 415, "415 Unsupported Media Type" },
+	{ 429, "429 Too Many Requests" }, { 500, "500 Internal Server Error" },
+	{ 503, "503 Service Unavailable" },
 };
 
 static const char *const http_methods[HTTP_METHOD__MAX] = {
@@ -26,14 +28,22 @@ static const char *const http_methods[HTTP_METHOD__MAX] = {
 };
 
 const char *
-http_status_text(int status)
+http_status_line(int status)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(http_statuses) / sizeof(http_statuses[0]); i++)
 		if (http_statuses[i].status == status)
-			return http_statuses[i].text;
-	return "Unknown";
+			return http_statuses[i].line;
+	return NULL;
+}
+
+const char *
+http_status_text(int status)
+{
+	const char *line = http_status_line(status);
+
+	return line != NULL ? line + 4 : "Unknown";
 }
 
 enum http_method
@@ -228,8 +238,7 @@ http_route_path(struct request *req, const char *request_uri, const char *script
 		p += blen;
 	if (*p == '\0')
 		p = "/";
-	n = snprintf(req->path, sizeof(req->path), "%s", p);
-	if (n < 0 || (size_t)n >= sizeof(req->path))
+	if (kg_strlcpy(req->path, p, sizeof(req->path)) >= sizeof(req->path))
 		return KG_ENOTFOUND;
 	/* "/health/" and "/health" are one route. */
 	n = (int)strlen(req->path);
@@ -306,9 +315,20 @@ request_free(struct request *req)
 void
 response_free(struct response *resp)
 {
+	unsigned i;
+
 	if (resp == NULL)
 		return;
 	json_free(resp->json);
 	json_free(resp->fields);
-	memset(resp, 0, sizeof(*resp));
+	/* Set-Cookie may carry a token secret. */
+	for (i = 0; i < resp->nheaders && i < HTTP_MAX_HEADERS; i++)
+		crypto_wipe(resp->headers[i].value, sizeof(resp->headers[i].value));
+	response_init(resp);
+}
+
+void
+response_init(struct response *resp)
+{
+	memset(resp, 0, offsetof(struct response, headers));
 }

@@ -57,16 +57,22 @@ struct response {
 	int status;
 	struct json_obj *json;      /* body; error replies add to it */
 	struct json_obj *fields;    /* per-field validation problems */
-	struct http_header headers[HTTP_MAX_HEADERS];
 	unsigned nheaders;
 	long retry_after;           /* seconds; > 0 adds Retry-After */
 	int token_presented;        /* a 401 then says error="invalid_token" */
 	int no_body;                /* HEAD, 204, authorizer allow: headers only */
 	int bare;                   /* authorizer allow: no Content-Type or cache headers either */
+	/* Last: 8 KiB that response_init leaves alone; only [0, nheaders) is valid. */
+	struct http_header headers[HTTP_MAX_HEADERS];
 };
+
+/* An empty response, without zeroing the header slots it has not used. */
+void response_init(struct response *resp);
 
 /* Reason phrase for a status code ("OK", "Not Found", ...). */
 const char *http_status_text(int status);
+/* "200 OK" for 200; NULL for a status keygate never sends. */
+const char *http_status_line(int status);
 
 /* Method from its name; HTTP_OTHER for anything unknown. */
 enum http_method http_method_parse(const char *name);

@@ -67,5 +67,17 @@ const char *json_get_str(const struct json_obj *o, const char *key);
 int json_has(const struct json_obj *o, const char *key);
 /* Render o as compact JSON into a fresh string (caller frees). */
 enum kg_err json_render(const struct json_obj *o, char **out, size_t *outlen) KG_MUSTCHECK;
+/*
+ * Render o into buf (bufsz bytes, NUL-terminated): no allocation.
+ * KG_ETOOLARGE when it does not fit (then use json_render), KG_ENOMEM when
+ * building o failed.
+ */
+enum kg_err json_render_buf(const struct json_obj *o, char *buf, size_t bufsz, size_t *outlen)
+    KG_MUSTCHECK;
+/*
+ * Give back (and wipe) every allocation cJSON made since the last reset.
+ * Only when no JSON object is alive: a worker calls it after each request.
+ */
+void json_arena_reset(void);
 
 #endif

@@ -1,3 +1,4 @@
+#include <string.h>
 #include <time.h>
 
 #include "kg.h"
@@ -38,4 +39,18 @@ kg_monotonic_ms(void)
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t
+kg_strlcpy(char *dst, const char *src, size_t dstsz)
+{
+	size_t len = strlen(src);
+
+	if (dstsz > 0) {
+		size_t n = len < dstsz ? len : dstsz - 1;
+
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
 }

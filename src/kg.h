@@ -34,6 +34,14 @@ enum kg_err {
 /* Milliseconds on the monotonic clock: for intervals and deadlines. */
 long long kg_monotonic_ms(void);
 
+/*
+ * Copy the string src into dst (dstsz bytes), cut short if need be; dst is
+ * always NUL-terminated when dstsz > 0. Returns strlen(src) (>= dstsz: cut),
+ * as OpenBSD's strlcpy. For the hot path, where snprintf("%s") costs a
+ * format parse per copy.
+ */
+size_t kg_strlcpy(char *dst, const char *src, size_t dstsz);
+
 /* Short English text for an error code; never NULL, static storage. */
 const char *kg_strerror(enum kg_err err);
 

@@ -1,3 +1,4 @@
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -7,17 +8,22 @@
 #include "json.h"
 #include "scoreboard.h"
 
+/*
+ * One cache line a slot, written only by its worker (pid by the master):
+ * workers on different cores never write to the same line per request.
+ */
 struct sb_slot {
-	atomic_int pid;               /* 0 = free */
+	alignas(64) atomic_int pid;   /* 0 = free */
 	atomic_int busy;
 	atomic_llong requests;
+	atomic_llong accepted;        /* by every worker that had the slot: never reset */
 	atomic_llong request_start_ms; /* monotonic */
 	atomic_llong request_start_wall; /* unix seconds, for reports */
 };
 
 struct sb_table {
 	long long start_wall;
-	atomic_llong accepted;
+	atomic_int top;               /* slots [0, top) have ever been claimed */
 	atomic_llong respawns;
 	atomic_llong slow;
 	atomic_int max_active;
@@ -57,6 +63,8 @@ scoreboard_claim(pid_t pid)
 			atomic_store(&sb->slots[i].requests, 0);
 			atomic_store(&sb->slots[i].request_start_ms, 0);
 			atomic_store(&sb->slots[i].pid, (int)pid);
+			if (atomic_load(&sb->top) < i + 1)
+				atomic_store(&sb->top, i + 1);
 			return i;
 		}
 	return -1;
@@ -124,14 +132,19 @@ scoreboard_attach(int slot)
 static int
 scoreboard_active(void)
 {
-	int i, n = 0;
+	int i, n = 0, top = atomic_load_explicit(&sb->top, memory_order_relaxed);
 
-	for (i = 0; i < SCOREBOARD_MAX; i++)
-		if (atomic_load(&sb->slots[i].pid) != 0 && atomic_load(&sb->slots[i].busy))
+	for (i = 0; i < top && i < SCOREBOARD_MAX; i++)
+		if (atomic_load_explicit(&sb->slots[i].busy, memory_order_relaxed) &&
+		    atomic_load_explicit(&sb->slots[i].pid, memory_order_relaxed) != 0)
 			n++;
 	return n;
 }
 
+/*
+ * Per request, so nothing here locks a shared cache line: the figures are
+ * for reports, read while workers write them, and need no ordering.
+ */
 void
 scoreboard_request_begin(void)
 {
@@ -141,12 +154,13 @@ scoreboard_request_begin(void)
 	if (sb == NULL || sb_self < 0)
 		return;
 	s = &sb->slots[sb_self];
-	atomic_store(&s->request_start_ms, kg_monotonic_ms());
-	atomic_store(&s->request_start_wall, (long long)time(NULL));
-	atomic_store(&s->busy, 1);
-	atomic_fetch_add(&sb->accepted, 1);
+	atomic_store_explicit(&s->request_start_ms, kg_monotonic_ms(), memory_order_relaxed);
+	atomic_store_explicit(&s->request_start_wall, (long long)time(NULL), memory_order_relaxed);
+	atomic_store_explicit(&s->busy, 1, memory_order_release);
+	atomic_store_explicit(&s->accepted,
+	    atomic_load_explicit(&s->accepted, memory_order_relaxed) + 1, memory_order_relaxed);
 	active = scoreboard_active();
-	max = atomic_load(&sb->max_active);
+	max = atomic_load_explicit(&sb->max_active, memory_order_relaxed);
 	while (active > max && !atomic_compare_exchange_weak(&sb->max_active, &max, active))
 		;
 }
@@ -160,8 +174,9 @@ scoreboard_request_end(long long ms, int slow)
 	if (sb == NULL || sb_self < 0)
 		return;
 	s = &sb->slots[sb_self];
-	atomic_store(&s->busy, 0);
-	atomic_fetch_add(&s->requests, 1);
+	atomic_store_explicit(&s->busy, 0, memory_order_release);
+	atomic_store_explicit(&s->requests,
+	    atomic_load_explicit(&s->requests, memory_order_relaxed) + 1, memory_order_relaxed);
 	if (slow)
 		atomic_fetch_add(&sb->slow, 1);
 }
@@ -170,6 +185,7 @@ void
 scoreboard_report(struct json_obj *o)
 {
 	struct json_obj *pool, *workers;
+	long long accepted = 0;
 	int i, active = 0, idle = 0;
 
 	if (sb == NULL)
@@ -180,6 +196,7 @@ scoreboard_report(struct json_obj *o)
 		struct json_obj *w;
 		int pid = atomic_load(&s->pid), busy;
 
+		accepted += atomic_load(&s->accepted);
 		if (pid == 0)
 			continue;
 		busy = atomic_load(&s->busy);
@@ -201,7 +218,7 @@ scoreboard_report(struct json_obj *o)
 	pool = json_obj_new();
 	json_set_int(pool, "start_time", sb->start_wall);
 	json_set_int(pool, "uptime", (long long)time(NULL) - sb->start_wall);
-	json_set_int(pool, "accepted", atomic_load(&sb->accepted));
+	json_set_int(pool, "accepted", accepted);
 	json_set_int(pool, "active", active);
 	json_set_int(pool, "idle", idle);
 	json_set_int(pool, "max_active", atomic_load(&sb->max_active));

@@ -604,6 +604,56 @@ test_request_response_free(void **state)
 	response_free(&resp);
 }
 
+/* response_init leaves the header slots alone, so response_free wipes the used ones. */
+static void
+test_response_wipes_headers(void **state)
+{
+	static const char zero[HTTP_HEADER_VALUE_MAX];
+	struct response resp;
+
+	(void)state;
+	memset(&resp, 0xa5, sizeof(resp));
+	response_init(&resp);
+	assert_null(resp.json);
+	assert_int_equal(resp.nheaders, 0);
+	assert_int_equal(resp.no_body, 0);
+	assert_int_equal(http_header_add(&resp, "Set-Cookie", "kg=%s", "kg_1_secretsecret"), KG_OK);
+	assert_int_equal(http_header_add(&resp, "X-B", "%s", "c"), KG_OK);
+	response_free(&resp);
+	assert_int_equal(resp.nheaders, 0);
+	assert_memory_equal(resp.headers[0].value, zero, sizeof(zero));
+	assert_memory_equal(resp.headers[1].value, zero, sizeof(zero));
+}
+
+static void
+test_status_line(void **state)
+{
+	(void)state;
+	assert_string_equal(http_status_line(200), "200 OK");
+	assert_string_equal(http_status_line(401), "401 Unauthorized");
+	assert_string_equal(http_status_line(503), "503 Service Unavailable");
+	assert_null(http_status_line(302));
+	assert_null(http_status_line(0));
+}
+
+static void
+test_strlcpy(void **state)
+{
+	char buf[6];
+
+	(void)state;
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(kg_strlcpy(buf, "abc", sizeof(buf)), 3);
+	assert_string_equal(buf, "abc");
+	assert_int_equal(kg_strlcpy(buf, "abcdef", sizeof(buf)), 6);
+	assert_string_equal(buf, "abcde");
+	assert_int_equal(kg_strlcpy(buf, "", sizeof(buf)), 0);
+	assert_string_equal(buf, "");
+	buf[0] = 'q';
+	assert_int_equal(kg_strlcpy(buf, "abc", 0), 3);
+	assert_int_equal(buf[0], 'q');
+}
+
 int
 main(void)
 {
@@ -620,6 +670,9 @@ main(void)
 		cmocka_unit_test(test_header_add_full),
 		cmocka_unit_test(test_cookie_get),
 		cmocka_unit_test(test_request_response_free),
+		cmocka_unit_test(test_response_wipes_headers),
+		cmocka_unit_test(test_status_line),
+		cmocka_unit_test(test_strlcpy),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

@@ -863,10 +863,46 @@ test_round_trip(void **state)
 	json_free(o);
 }
 
+/*
+ * Replies come out of the arena until it is full and out of malloc after:
+ * both render alike, into a buffer that fits and not into one that does
+ * not; after json_arena_reset the arena serves again.
+ */
+static void
+test_arena_and_render_buf(void **state)
+{
+	char small[16], big[65536], key[16], want_tail[64];
+	struct json_obj *o;
+	size_t len = 0, i;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		o = json_obj_new();
+		assert_non_null(o);
+		/* ~40 KiB of members: more than the 16 KiB arena. */
+		for (i = 0; i < 1000; i++) {
+			(void)snprintf(key, sizeof(key), "k%04zu", i);
+			json_set_str(o, key, "0123456789abcdefghij");
+		}
+		assert_int_equal(json_render_buf(o, small, sizeof(small), &len), KG_ETOOLARGE);
+		assert_int_equal(json_render_buf(o, big, sizeof(big), &len), KG_OK);
+		assert_int_equal(len, strlen(big));
+		assert_int_equal(len, 2 + 1000 * strlen("\"k0000\":\"0123456789abcdefghij\",") - 1);
+		(void)snprintf(want_tail, sizeof(want_tail), "\"k0999\":\"0123456789abcdefghij\"}");
+		assert_string_equal(big + len - strlen(want_tail), want_tail);
+		assert_int_equal(strncmp(big, "{\"k0000\":", 9), 0);
+		json_free(o);
+		json_arena_reset();
+	}
+	assert_int_equal(json_render_buf(NULL, big, sizeof(big), &len), KG_ENOMEM);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_arena_and_render_buf),
 		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_strict_grammar),
 		cmocka_unit_test(test_empty_body),
