@@ -215,9 +215,9 @@ auth_verify(const struct token *t, struct auth_session *s)
 		row.needs_touch = now - row.last_used_at >= auth_conf.touch_interval &&
 		    cache_claim_touch(t->key, row.last_used_at, now);
 	if (row.needs_touch) {
-		if (db_token_touch(t->key, auth_conf.touch_interval) == KG_OK) {
+		if (db_token_touch_send(t->key, auth_conf.touch_interval) == KG_OK) {
 			row.last_used_at = now;
-			log_debug("token %s: last_used_at written", t->key);
+			log_debug("token %s: last_used_at write sent", t->key);
 		} else {
 			log_warnx("could not record token use");
 			cache_forget(t->key);

@@ -14,6 +14,9 @@
 #include "log.h"
 
 #define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* How long a last_used_at write may be out before the cache stops trusting (see db_listening_since). */
+#define DB_TOUCH_DEAF_MS 100
+
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
 #define THROTTLE_EXPIRED "t.window_start <= now() - make_interval(secs => $3)"
 #define THROTTLE_NEXT "(CASE WHEN " THROTTLE_EXPIRED " THEN 1 ELSE t.attempts + 1 END)"
@@ -197,6 +200,8 @@ static struct {
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
+	int touch_sent;          /* a last_used_at write is out, its result not read yet */
+	long long touch_sent_ms; /* monotonic, when it was sent */
 } db;
 
 void
@@ -209,12 +214,18 @@ db_configure(const struct conf *c)
 	db.prepare = 1;
 }
 
+static void db_touch_collect(int wait);
+
 void
 db_close(void)
 {
+	/* A worker leaving reads its last write's answer: no write cut short. */
+	if (db.conn != NULL && PQstatus(db.conn) == CONNECTION_OK)
+		db_touch_collect(1);
 	if (db.conn != NULL)
 		PQfinish(db.conn);
 	db.conn = NULL;
+	db.touch_sent = 0;
 }
 
 /* One line from a libpq message: they can span lines and must not reach clients. */
@@ -332,6 +343,7 @@ db_revocations_pending(void)
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
 			return -1;
 	}
+	db_touch_collect(0);
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
 		PQfreemem(n);
@@ -343,6 +355,15 @@ long long
 db_listening_since(void)
 {
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
+		return LLONG_MAX;
+	/*
+	 * The server holds notifications back while this connection runs a
+	 * statement. For the moment a last_used_at write takes, that is the
+	 * usual delay of a notification; a write held up longer (a row lock)
+	 * would leave this worker deaf to revocations: trust nothing then, and
+	 * take the database's word, which waits for the write.
+	 */
+	if (db.touch_sent && kg_monotonic_ms() - db.touch_sent_ms > DB_TOUCH_DEAF_MS)
 		return LLONG_MAX;
 	return db.listening_ms;
 }
@@ -377,6 +398,7 @@ db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out
 	int attempt;
 
 	*out = NULL;
+	db_touch_collect(1);
 	for (attempt = 0; attempt < 2; attempt++) {
 		int was_up = db.conn != NULL;
 		ExecStatusType st;
@@ -651,14 +673,53 @@ out:
 	return err;
 }
 
+/*
+ * Read the answer to the write db_token_touch_send sent. wait = 0: only if
+ * it has all arrived (db_revocations_pending reads what the socket holds).
+ * A failure is logged and nothing more: the write is a record of activity,
+ * and the pool tries again at the token's next touch_interval.
+ */
+static void
+db_touch_collect(int wait)
+{
+	PGresult *res;
+
+	if (!db.touch_sent || db.conn == NULL)
+		return;
+	for (;;) {
+		/* Without wait, stop where the input read so far ends; the rest comes later. */
+		if (!wait && PQisBusy(db.conn))
+			return;
+		if ((res = PQgetResult(db.conn)) == NULL)
+			break;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			db_log_error(db_stmts[ST_TOKEN_TOUCH].name, PQresultErrorMessage(res));
+			log_warnx("could not record token use");
+		}
+		PQclear(res);
+	}
+	db.touch_sent = 0;
+}
+
 enum kg_err
-db_token_touch(const char *key, int touch_interval)
+db_token_touch_send(const char *key, int touch_interval)
 {
 	char touch[16];
 	const char *params[2] = { key, touch };
 
+	db_touch_collect(1);
+	if (db_ready() != KG_OK)
+		return KG_EDB;
 	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
-	return db_change(ST_TOKEN_TOUCH, params, NULL);
+	/* The connection blocks: the whole query is on its way on return. */
+	if (!PQsendQueryPrepared(db.conn, db_stmts[ST_TOKEN_TOUCH].name,
+	    db_stmts[ST_TOKEN_TOUCH].nparams, params, NULL, NULL, 0)) {
+		db_log_error(db_stmts[ST_TOKEN_TOUCH].name, PQerrorMessage(db.conn));
+		return KG_EDB;
+	}
+	db.touch_sent = 1;
+	db.touch_sent_ms = kg_monotonic_ms();
+	return KG_OK;
 }
 
 enum kg_err

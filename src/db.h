@@ -128,7 +128,13 @@ enum kg_err db_login_finish(const struct db_login_finish *l, int *collided,
     char expires_at[DB_TS_LEN], long *trimmed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
-enum kg_err db_token_touch(const char *key, int touch_interval) KG_MUSTCHECK;
+/*
+ * Write last_used_at = now() if it is older than touch_interval, without
+ * waiting: the answer is read at the connection's next use or when a later
+ * request looks for notifications, so no request waits for the write.
+ * KG_EDB when it could not be sent.
+ */
+enum kg_err db_token_touch_send(const char *key, int touch_interval) KG_MUSTCHECK;
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
 /* Delete all of user_id's tokens except keep_key (NULL: all). */
