@@ -208,21 +208,25 @@ auth_verify(const struct token *t, struct auth_session *s)
 	auth_scopes_from_text(row.scopes, s);
 	/*
 	 * last_used_at is written at most once per touch_interval by the
-	 * whole pool: the hot path stays a read.
+	 * whole pool, and a token in use is read again before its entry ends,
+	 * both in one statement no request waits for: the hot path stays a
+	 * read.
 	 */
 	now = (long long)time(NULL);
 	if (cached)
 		row.needs_touch = now - row.last_used_at >= auth_conf.touch_interval &&
 		    cache_claim_touch(t->key, row.last_used_at, now);
-	if (row.needs_touch) {
-		if (db_token_touch_send(t->key, auth_conf.touch_interval) == KG_OK) {
-			row.last_used_at = now;
-			log_debug("token %s: last_used_at write sent", t->key);
-		} else {
+	if (row.needs_touch || (cached && cache_claim_refresh(t->key))) {
+		if (cache_refresh_send(t->key, auth_conf.touch_interval) != KG_OK) {
 			log_warnx("could not record token use");
 			cache_forget(t->key);
 			return KG_OK;
 		}
+		if (row.needs_touch) {
+			row.last_used_at = now;
+			log_debug("token %s: last_used_at write sent", t->key);
+		} else
+			log_debug("token %s: refresh sent", t->key);
 	}
 	if (!cached)
 		cache_store(t->key, &row);

@@ -12,6 +12,8 @@
 #define CACHE_WAYS 4      /* entries per set: see cache_places() */
 #define CACHE_PLACES (2 * CACHE_WAYS)
 #define CACHE_STRS 184    /* username, created_at, scopes and email, each NUL-ended */
+/* A refresh unanswered this long (dropped, failed) may be sent again by another worker. */
+#define CACHE_REFRESH_RETRY_MS 1000
 
 /*
  * One entry, shared by the pool. A seqlock guards it: a writer makes seq
@@ -32,6 +34,7 @@ struct cache_entry {
 	long long last_used_at;   /* unix seconds, as written to the database */
 	long long as_of_ms;       /* monotonic ms before the row was read */
 	long long until_ms;       /* monotonic ms after which the entry is read again */
+	long long refresh_ms;     /* monotonic ms a worker sent a refresh of it; 0: none */
 	long idle_s;
 	unsigned long epoch;      /* the pool's revocation epoch before the row was read */
 	char strs[CACHE_STRS];
@@ -208,6 +211,8 @@ cache_unpack(char *dst, size_t dstsz, const char *strs, size_t *off)
 	*off += len + 1;
 }
 
+static void cache_take_refresh(void);
+
 int
 cache_lookup(const char *key, struct db_token *row)
 {
@@ -227,6 +232,7 @@ cache_lookup(const char *key, struct db_token *row)
 	if (pending > 0)
 		scoreboard_epoch_bump();
 	ticket_epoch = scoreboard_epoch();
+	cache_take_refresh();
 	if (pending != 0 || !cache_read(key, &e) || !cache_fresh(&e, ticket_ms))
 		return 0;
 	memset(row, 0, sizeof(*row));
@@ -297,23 +303,18 @@ cache_victim(const char *key, uint64_t *tag)
 	return e;
 }
 
-void
-cache_store(const char *key, const struct db_token *row)
+/* Store row as key's entry, read from the database at as_of_ms in epoch. */
+static void
+cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsigned long epoch)
 {
 	char strs[CACHE_STRS];
 	struct cache_entry *e;
 	uint64_t tag;
-	int pending;
 	long s;
 
 	memset(strs, 0, sizeof(strs));
-	if (cache_n < CACHE_WAYS || strlen(key) > TOKEN_KEY_LEN || !cache_pack(strs, row))
+	if (strlen(key) > TOKEN_KEY_LEN || !cache_pack(strs, row))
 		return;
-	if ((pending = db_revocations_pending()) != 0) {
-		if (pending > 0)
-			scoreboard_epoch_bump();
-		return;
-	}
 	e = cache_victim(key, &tag);
 	if ((s = cache_lock(e)) < 0)
 		return;
@@ -325,19 +326,82 @@ cache_store(const char *key, const struct db_token *row)
 	e->user_id = row->user_id;
 	e->expires_at = row->expires_at;
 	e->last_used_at = row->last_used_at;
-	e->as_of_ms = ticket_ms;
+	e->as_of_ms = as_of_ms;
 	/*
 	 * Entries live token_cache_ttl less up to a quarter, varying by
 	 * token (the digest's first bytes are as good as random): tokens
 	 * cached together are then read again over a quarter of the TTL, not
 	 * all in the same second.
 	 */
-	e->until_ms = ticket_ms + cache_ttl_ms -
+	e->until_ms = as_of_ms + cache_ttl_ms -
 	    (long long)((row->digest[0] << 8 | row->digest[1]) % (cache_ttl_ms / 4 + 1));
+	e->refresh_ms = 0;
 	e->idle_s = row->idle_s;
-	e->epoch = ticket_epoch;
+	e->epoch = epoch;
 	memcpy(e->strs, strs, sizeof(e->strs));
 	cache_unlock(e, s);
+}
+
+void
+cache_store(const char *key, const struct db_token *row)
+{
+	int pending;
+
+	if (cache_n < CACHE_WAYS)
+		return;
+	if ((pending = db_revocations_pending()) != 0) {
+		if (pending > 0)
+			scoreboard_epoch_bump();
+		return;
+	}
+	cache_put(key, row, ticket_ms, ticket_epoch);
+}
+
+/* Put the answer to a refresh sent earlier (by this worker) into the cache. */
+static void
+cache_take_refresh(void)
+{
+	struct db_refresh r;
+
+	switch (db_token_refresh_take(&r)) {
+	case DB_REFRESH_ROW:
+		cache_put(r.key, &r.row, r.as_of_ms, r.epoch);
+		break;
+	case DB_REFRESH_GONE:
+		cache_forget(r.key);
+		break;
+	default:
+		break;
+	}
+}
+
+enum kg_err
+cache_refresh_send(const char *key, int touch_interval)
+{
+	/* As of this request's lookup: earlier than the statement's snapshot. */
+	return db_token_refresh_send(key, touch_interval, ticket_ms, ticket_epoch);
+}
+
+int
+cache_claim_refresh(const char *key)
+{
+	struct cache_entry *p[CACHE_PLACES], *e;
+	uint64_t tag;
+	int claimed = 0;
+	long s;
+
+	if (cache_n < CACHE_WAYS || (e = cache_find(key, p, &tag)) == NULL)
+		return 0;
+	/* Unlocked first: most hits are far from their entry's end. */
+	if (ticket_ms < e->until_ms - cache_ttl_ms / 4 || (s = cache_lock(e)) < 0)
+		return 0;
+	if (cache_is(e, tag, key) && ticket_ms >= e->until_ms - cache_ttl_ms / 4 &&
+	    (e->refresh_ms == 0 || ticket_ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS)) {
+		e->refresh_ms = ticket_ms;
+		claimed = 1;
+	}
+	cache_unlock(e, s);
+	return claimed;
 }
 
 int

@@ -14,7 +14,9 @@
  *  - entries also expire after token_cache_ttl and never outlive the
  *    token's own expiry.
  * last_used_at lives in the entry too, so that the pool writes it once per
- * token and touch_interval, whichever worker sees the token first.
+ * token and touch_interval, whichever worker sees the token first. A token
+ * in use is read again ahead of its entry's end, in the same statement as
+ * that write, without a request waiting for either.
  */
 #ifndef CACHE_H
 #define CACHE_H
@@ -45,6 +47,21 @@ void cache_store(const char *key, const struct db_token *row);
  * 0 when another worker already did or is doing it.
  */
 int cache_claim_touch(const char *key, long long seen, long long now);
+
+/*
+ * A cache hit on key, whose entry nears its end (the last quarter of
+ * token_cache_ttl): 1 when this worker is the one to read it again ahead
+ * of time (cache_refresh_send), so that active tokens are never read while
+ * a request waits.
+ */
+int cache_claim_refresh(const char *key);
+
+/*
+ * Read key again and write its last_used_at if due, without waiting; the
+ * answer replaces (or drops) the entry at a later lookup, trusted as of
+ * this request's lookup. KG_EDB when it could not be sent.
+ */
+enum kg_err cache_refresh_send(const char *key, int touch_interval) KG_MUSTCHECK;
 
 /* Drop key's entry (its last_used_at could not be written). */
 void cache_forget(const char *key);

@@ -14,10 +14,22 @@
 #include "log.h"
 
 #define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-/* How long a last_used_at write may be out before the cache stops trusting (see db_listening_since). */
-#define DB_TOUCH_DEAF_MS 100
+/* How long a token refresh may be out before the cache stops trusting (see db_listening_since). */
+#define DB_REFRESH_DEAF_MS 100
 
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
+/*
+ * A token's row as db_token_row() reads it, last_used_at given by an
+ * expression; $1 = key, $2 = touch_interval.
+ */
+#define TOKEN_ROW(last_used_at) \
+	"k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text," \
+	" k.last_used_at < now() - make_interval(secs => $2)," \
+	" extract(epoch FROM k.expires_at)::bigint," \
+	" extract(epoch FROM " last_used_at ")::bigint," \
+	" k.idle_timeout_s, u.email, " TS("u.created_at") \
+	" FROM api_keys k JOIN users u ON u.id = k.user_id" \
+	" WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k")
 #define THROTTLE_EXPIRED "t.window_start <= now() - make_interval(secs => $3)"
 #define THROTTLE_NEXT "(CASE WHEN " THROTTLE_EXPIRED " THEN 1 ELSE t.attempts + 1 END)"
 /*
@@ -39,7 +51,7 @@ enum db_stmt {
 	ST_USER_REHASH,
 	ST_LOGIN_FINISH,
 	ST_TOKEN_LOOKUP,
-	ST_TOKEN_TOUCH,
+	ST_TOKEN_REFRESH,
 	ST_TOKEN_DELETE,
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
@@ -111,15 +123,18 @@ static const struct {
 	    " (SELECT count(*) FROM n)" },
 	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
-	    "SELECT k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text,"
-	    " k.last_used_at < now() - make_interval(secs => $2),"
-	    " extract(epoch FROM k.expires_at)::bigint, extract(epoch FROM k.last_used_at)::bigint,"
-	    " k.idle_timeout_s, u.email, " TS("u.created_at")
-	    " FROM api_keys k JOIN users u ON u.id = k.user_id"
-	    " WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k") },
-	[ST_TOKEN_TOUCH] = { "token_touch", 2,
-	    "UPDATE api_keys SET last_used_at = now()"
-	    " WHERE key = $1 AND last_used_at < now() - make_interval(secs => $2)" },
+	    "SELECT " TOKEN_ROW("k.last_used_at") },
+	/*
+	 * The same row, read again before the cached one expires, with
+	 * last_used_at written in the same statement when it is due. The
+	 * SELECT sees the row as it was before the UPDATE, hence the CASE.
+	 */
+	[ST_TOKEN_REFRESH] = { "token_refresh", 2,
+	    "WITH t AS (UPDATE api_keys k SET last_used_at = now()"
+	    " WHERE k.key = $1 AND k.last_used_at < now() - make_interval(secs => $2)"
+	    " AND " LIVE("k") " RETURNING 1)"
+	    " SELECT " TOKEN_ROW("CASE WHEN EXISTS (SELECT 1 FROM t) THEN now()"
+	    " ELSE k.last_used_at END") },
 	[ST_TOKEN_DELETE] = { "token_delete", 2,
 	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key = $2 RETURNING 1)"
 	    REVOKED_COUNT },
@@ -200,8 +215,13 @@ static struct {
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
-	int touch_sent;          /* a last_used_at write is out, its result not read yet */
-	long long touch_sent_ms; /* monotonic, when it was sent */
+	/* The token refresh out on the connection (db_token_refresh_send), if any. */
+	struct db_refresh sent;
+	int sent_busy;
+	long long sent_ms;       /* monotonic, when it was sent */
+	/* The last refresh answered, until db_token_refresh_take. */
+	struct db_refresh answered;
+	int answered_ready;
 } db;
 
 void
@@ -214,18 +234,18 @@ db_configure(const struct conf *c)
 	db.prepare = 1;
 }
 
-static void db_touch_collect(int wait);
+static void db_refresh_collect(int wait);
 
 void
 db_close(void)
 {
 	/* A worker leaving reads its last write's answer: no write cut short. */
 	if (db.conn != NULL && PQstatus(db.conn) == CONNECTION_OK)
-		db_touch_collect(1);
+		db_refresh_collect(1);
 	if (db.conn != NULL)
 		PQfinish(db.conn);
 	db.conn = NULL;
-	db.touch_sent = 0;
+	db.sent_busy = 0;
 }
 
 /* One line from a libpq message: they can span lines and must not reach clients. */
@@ -343,7 +363,7 @@ db_revocations_pending(void)
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
 			return -1;
 	}
-	db_touch_collect(0);
+	db_refresh_collect(0);
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
 		PQfreemem(n);
@@ -358,12 +378,12 @@ db_listening_since(void)
 		return LLONG_MAX;
 	/*
 	 * The server holds notifications back while this connection runs a
-	 * statement. For the moment a last_used_at write takes, that is the
-	 * usual delay of a notification; a write held up longer (a row lock)
-	 * would leave this worker deaf to revocations: trust nothing then, and
-	 * take the database's word, which waits for the write.
+	 * statement. For the moment a refresh takes, that is the usual delay
+	 * of a notification; one held up longer (a locked row) would leave
+	 * this worker deaf to revocations: trust nothing then, and take the
+	 * database's word, which waits for the refresh.
 	 */
-	if (db.touch_sent && kg_monotonic_ms() - db.touch_sent_ms > DB_TOUCH_DEAF_MS)
+	if (db.sent_busy && kg_monotonic_ms() - db.sent_ms > DB_REFRESH_DEAF_MS)
 		return LLONG_MAX;
 	return db.listening_ms;
 }
@@ -398,7 +418,7 @@ db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out
 	int attempt;
 
 	*out = NULL;
-	db_touch_collect(1);
+	db_refresh_collect(1);
 	for (attempt = 0; attempt < 2; attempt++) {
 		int was_up = db.conn != NULL;
 		ExecStatusType st;
@@ -638,6 +658,26 @@ out:
 	return err;
 }
 
+/* Row 0 of a TOKEN_ROW result into *t. */
+static enum kg_err
+db_token_row(const PGresult *res, struct db_token *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->user_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (db_hex_decode(PQgetvalue(res, 0, 1), t->digest, sizeof(t->digest)) != 0)
+		return KG_EDB;
+	db_copy(t->username, sizeof(t->username), res, 0, 2);
+	db_copy(t->scopes, sizeof(t->scopes), res, 0, 3);
+	t->needs_touch = PQgetvalue(res, 0, 4)[0] == 't';
+	t->expires_at = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	t->last_used_at = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	t->idle_s = strtol(PQgetvalue(res, 0, 7), NULL, 10);
+	t->has_email = !PQgetisnull(res, 0, 8);
+	db_copy(t->email, sizeof(t->email), res, 0, 8);
+	db_copy(t->created_at, sizeof(t->created_at), res, 0, 9);
+	return KG_OK;
+}
+
 enum kg_err
 db_token_lookup(const char *key, int touch_interval, struct db_token *t)
 {
@@ -654,72 +694,76 @@ db_token_lookup(const char *key, int touch_interval, struct db_token *t)
 		err = KG_ENOTFOUND;
 		goto out;
 	}
-	t->user_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (db_hex_decode(PQgetvalue(res, 0, 1), t->digest, sizeof(t->digest)) != 0) {
-		err = KG_EDB;
-		goto out;
-	}
-	db_copy(t->username, sizeof(t->username), res, 0, 2);
-	db_copy(t->scopes, sizeof(t->scopes), res, 0, 3);
-	t->needs_touch = PQgetvalue(res, 0, 4)[0] == 't';
-	t->expires_at = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-	t->last_used_at = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
-	t->idle_s = strtol(PQgetvalue(res, 0, 7), NULL, 10);
-	t->has_email = !PQgetisnull(res, 0, 8);
-	db_copy(t->email, sizeof(t->email), res, 0, 8);
-	db_copy(t->created_at, sizeof(t->created_at), res, 0, 9);
+	err = db_token_row(res, t);
 out:
 	PQclear(res);
 	return err;
 }
 
 /*
- * Read the answer to the write db_token_touch_send sent. wait = 0: only if
- * it has all arrived (db_revocations_pending reads what the socket holds).
- * A failure is logged and nothing more: the write is a record of activity,
- * and the pool tries again at the token's next touch_interval.
+ * Read the answer to the refresh db_token_refresh_send sent, into
+ * db.answered. wait = 0: only as far as the input read so far goes
+ * (db_revocations_pending reads what the socket holds).
  */
 static void
-db_touch_collect(int wait)
+db_refresh_collect(int wait)
 {
 	PGresult *res;
 
-	if (!db.touch_sent || db.conn == NULL)
+	if (!db.sent_busy || db.conn == NULL)
 		return;
 	for (;;) {
-		/* Without wait, stop where the input read so far ends; the rest comes later. */
 		if (!wait && PQisBusy(db.conn))
 			return;
 		if ((res = PQgetResult(db.conn)) == NULL)
 			break;
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			db_log_error(db_stmts[ST_TOKEN_TOUCH].name, PQresultErrorMessage(res));
+		db.answered = db.sent;
+		db.answered_ready = DB_REFRESH_GONE;
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			/* A record of activity: the pool writes it again next touch_interval. */
+			db_log_error(db_stmts[ST_TOKEN_REFRESH].name, PQresultErrorMessage(res));
 			log_warnx("could not record token use");
-		}
+		} else if (PQntuples(res) == 1 && db_token_row(res, &db.answered.row) == KG_OK)
+			db.answered_ready = DB_REFRESH_ROW;
 		PQclear(res);
 	}
-	db.touch_sent = 0;
+	db.sent_busy = 0;
 }
 
 enum kg_err
-db_token_touch_send(const char *key, int touch_interval)
+db_token_refresh_send(const char *key, int touch_interval, long long as_of_ms,
+    unsigned long epoch)
 {
 	char touch[16];
 	const char *params[2] = { key, touch };
 
-	db_touch_collect(1);
+	db_refresh_collect(1);
 	if (db_ready() != KG_OK)
 		return KG_EDB;
 	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
 	/* The connection blocks: the whole query is on its way on return. */
-	if (!PQsendQueryPrepared(db.conn, db_stmts[ST_TOKEN_TOUCH].name,
-	    db_stmts[ST_TOKEN_TOUCH].nparams, params, NULL, NULL, 0)) {
-		db_log_error(db_stmts[ST_TOKEN_TOUCH].name, PQerrorMessage(db.conn));
+	if (!PQsendQueryPrepared(db.conn, db_stmts[ST_TOKEN_REFRESH].name,
+	    db_stmts[ST_TOKEN_REFRESH].nparams, params, NULL, NULL, 0)) {
+		db_log_error(db_stmts[ST_TOKEN_REFRESH].name, PQerrorMessage(db.conn));
 		return KG_EDB;
 	}
-	db.touch_sent = 1;
-	db.touch_sent_ms = kg_monotonic_ms();
+	(void)kg_strlcpy(db.sent.key, key, sizeof(db.sent.key));
+	db.sent.as_of_ms = as_of_ms;
+	db.sent.epoch = epoch;
+	db.sent_busy = 1;
+	db.sent_ms = kg_monotonic_ms();
 	return KG_OK;
+}
+
+int
+db_token_refresh_take(struct db_refresh *out)
+{
+	int ready = db.answered_ready;
+
+	if (ready != DB_REFRESH_NONE)
+		*out = db.answered;
+	db.answered_ready = DB_REFRESH_NONE;
+	return ready;
 }
 
 enum kg_err

@@ -128,13 +128,32 @@ enum kg_err db_login_finish(const struct db_login_finish *l, int *collided,
     char expires_at[DB_TS_LEN], long *trimmed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
+/* A token's row read ahead by db_token_refresh_send, with what the cache needs to trust it. */
+struct db_refresh {
+	char key[DB_KEY_MAX];
+	struct db_token row;
+	long long as_of_ms;       /* the caller's, given to db_token_refresh_send */
+	unsigned long epoch;      /* likewise */
+};
+
+enum { DB_REFRESH_NONE, DB_REFRESH_ROW, DB_REFRESH_GONE };
+
 /*
- * Write last_used_at = now() if it is older than touch_interval, without
- * waiting: the answer is read at the connection's next use or when a later
- * request looks for notifications, so no request waits for the write.
- * KG_EDB when it could not be sent.
+ * Read key's row again and write last_used_at = now() if it is older than
+ * touch_interval, in one statement, without waiting: the answer is read at
+ * the connection's next use or when a later request looks for
+ * notifications, and handed out by db_token_refresh_take. as_of_ms and
+ * epoch travel with it. KG_EDB when it could not be sent.
  */
-enum kg_err db_token_touch_send(const char *key, int touch_interval) KG_MUSTCHECK;
+enum kg_err db_token_refresh_send(const char *key, int touch_interval, long long as_of_ms,
+    unsigned long epoch) KG_MUSTCHECK;
+/*
+ * The last refresh answered since the previous call: DB_REFRESH_ROW (*out
+ * filled), DB_REFRESH_GONE (out->key no longer a live token, or the
+ * statement failed) or DB_REFRESH_NONE. An answer not taken before the
+ * next one arrives is dropped: the entry then simply expires.
+ */
+int db_token_refresh_take(struct db_refresh *out);
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
 /* Delete all of user_id's tokens except keep_key (NULL: all). */

@@ -178,6 +178,27 @@ def test_pool_reads_a_token_from_the_database_once(keygate):
     assert len(hit_pids - set(misses)) >= 1, "one worker served every request: %s" % lines
 
 
+def test_token_in_use_is_read_again_before_its_entry_ends(keygate, pg):
+    """A token in steady use is never read from the database while a request
+    waits: in the last quarter of token_cache_ttl one worker sends a refresh
+    (no request waits for it) whose answer renews the entry. Used every
+    0.2 s for three TTLs, the token misses the cache once, at first."""
+    kg = keygate.start(workers=2, token_cache_ttl=4, **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    end = time.monotonic() + 12
+    while time.monotonic() < end:
+        assert _me(kg, token).status == 200
+        time.sleep(0.2)
+    lines = _cache_lines(kg)
+    misses = [pid for pid, what in lines if what == "miss"]
+    assert len(lines) > 40, lines
+    assert len(misses) == 1, "%d misses in %d checks" % (len(misses), len(lines))
+    refreshes = kg.log().count(": refresh sent")
+    # One per entry's life (3 to 4 s here), not one per worker or request.
+    assert 2 <= refreshes <= 6, refreshes
+    assert "could not record token use" not in kg.log()
+
+
 def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
     """A request does not wait for its last_used_at write: with the token's
     row locked, the /me that finds the token due still answers at once. But
