@@ -8,11 +8,12 @@ machine, so that the figures are comparable on a noisy machine:
     shipped conf/lighttpd/keygate.conf (tests/integration/kgharness.py);
   * 10,000 users with a live token each, inserted straight into PostgreSQL
     (one user is registered through the API; the others share its hash);
-  * GET /api/me at 1, 8 and 64 connections (wrk + bench/load.lua), and at
-    the same connection counts, interleaved: the transport ceiling
-    (bench/fcgi_hello.c behind the same lighttpd configuration, same number
-    of workers), `pgbench -S`, and keygate's own token lookup as a pgbench
-    script (the SQL of ST_TOKEN_LOOKUP, taken from src/db.c);
+  * GET /api/me at 1, 8 and 64 connections (wrk + bench/load.lua), taking
+    turns in short loads with the transport ceiling (bench/fcgi_hello.c
+    behind the same lighttpd configuration, same number of workers; the
+    ratio is the median of the pairs'), then at the same connection counts
+    `pgbench -S` and keygate's own token lookup as a pgbench script (the
+    SQL of ST_TOKEN_LOOKUP, taken from src/db.c);
   * the resident size of every worker after warm-up and after N requests;
   * POST /api/login at 1, 2 and 8 connections against the Argon2id rate of
     libargon2 at the same parameters (bench/argon2_rate.c);
@@ -31,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -105,6 +107,11 @@ class Results:
 
 
 T0 = time.monotonic()
+
+
+def median_load(rs):
+    """The load with the median rate (the lower middle one of an even count)."""
+    return sorted(rs, key=lambda x: x["rps"])[(len(rs) - 1) // 2]
 
 
 def note(msg):
@@ -585,10 +592,14 @@ def main():
                     help="also perf record the machine during a /me load")
     ap.add_argument("--workers", type=int, default=int(os.environ.get("KEYGATE_WORKERS", "4")),
                     help="workers of keygate and of fcgi_hello (default 4, keygate's default)")
-    ap.add_argument("--seconds", type=int, help="length of each /me, ceiling and login load "
+    ap.add_argument("--seconds", type=int, help="length of each pgbench and login load "
                     "(default 4 with --quick, else 5; logins 5 and 6)")
-    ap.add_argument("--rounds", type=int, help="rounds of loads; each figure is the best "
-                    "of its rounds (default 1 with --quick, else 3)")
+    ap.add_argument("--rounds", type=int, help="rounds of loads (default 1 with --quick, "
+                    "else 3); a pgbench or login figure is the best of its rounds")
+    ap.add_argument("--pairs", type=int, help="/me and fcgi_hello loads taken in turn, per "
+                    "round and connection count (default 3)")
+    ap.add_argument("--slice", type=int, help="length of each of those loads "
+                    "(default 2 with --quick, else 3)")
     ap.add_argument("--requests", type=int,
                     help="/me requests between the two resident-size readings")
     opts = ap.parse_args()
@@ -597,6 +608,8 @@ def main():
     rounds = opts.rounds or (1 if quick else 3)
     secs = opts.seconds or (4 if quick else 5)
     login_secs = opts.seconds or (5 if quick else 6)
+    pairs = opts.pairs or 3
+    slice_secs = opts.slice or (2 if quick else 3)
     warm_secs = 5 if quick else 20
     argon2_secs = 1.5 if quick else 3
     mem_requests = opts.requests or (100000 if quick else 1000000)
@@ -642,6 +655,8 @@ def main():
     res.put("workers", opts.workers)
     res.put("seconds_per_load", secs)
     res.put("rounds", rounds)
+    res.put("me_hello_pairs_per_round", pairs)
+    res.put("me_hello_seconds_per_load", slice_secs)
     res.put("keygate_env", " ".join("KEYGATE_%s=%s" % (k.upper(), v)
                                     for k, v in sorted(env_settings.items())) or "(none)")
     res.put("argon2_params", "m=%(memory)s t=%(iterations)s p=%(parallelism)s" % argon2)
@@ -732,50 +747,60 @@ def main():
         me_requests = 0
 
         # -- GET /me and its ceilings, interleaved per connection count --------
-        # Each round measures every target at every connection count; a
-        # figure is the best of its rounds (a busy neighbour only ever makes
-        # a load slower), its latencies and CPU split those of that round.
+        # keygate and fcgi_hello take turns in short loads (me, hello,
+        # hello, me, ...): the machine's speed drifts (other guests, turbo),
+        # and two loads side by side see the same drift. Each pair gives a
+        # ratio; me_vs_transport is the median of them, and a rate the
+        # median of its loads. pgbench (a different stack, no ratio taken
+        # pairwise) keeps the best of its rounds: a busy neighbour only ever
+        # makes a load slower.
         samples = {}
+        pair_ratios = {}
         for rnd in range(1, rounds + 1):
             for c in CONNS_ME:
-                note("round %d/%d, c=%d: keygate /me, hello, pgbench -S, pgbench lookup "
-                     "(%ds each)" % (rnd, rounds, c, secs))
-                stmts.start()
-                r = runner.wrk(me_url, "me", tokens_path, c, secs, roles=roles_kg)
-                r["reads"], r["writes"] = stmts.stop(log, "GET /me, c=%d, round %d" % (c, rnd))
-                me_requests += r["requests"]
-                samples.setdefault(("me", c), []).append(r)
-                # The same requests (bearer tokens and all) as for /me: the
-                # ceiling then differs from keygate only in what answers.
-                r = runner.wrk(hello_url, "me", tokens_path, c, secs, roles=roles_hello)
-                samples.setdefault(("hello", c), []).append(r)
+                note("round %d/%d, c=%d: keygate /me and hello in turn (%d x %ds each), "
+                     "pgbench -S, pgbench lookup (%ds each)" % (rnd, rounds, c, pairs,
+                                                                slice_secs, secs))
+                for k in range(pairs):
+                    order = [("me", me_url, roles_kg), ("hello", hello_url, roles_hello)]
+                    if k % 2:
+                        order.reverse()
+                    pair = {}
+                    for name, url, roles in order:
+                        if name == "me":
+                            stmts.start()
+                        # The same requests (bearer tokens and all) to both:
+                        # the ceiling differs from keygate only in what answers.
+                        r = runner.wrk(url, "me", tokens_path, c, slice_secs, roles=roles)
+                        if name == "me":
+                            r["reads"], r["writes"] = stmts.stop(
+                                log, "GET /me, c=%d, round %d, pair %d" % (c, rnd, k + 1))
+                            me_requests += r["requests"]
+                        samples.setdefault((name, c), []).append(r)
+                        pair[name] = r
+                    if pair["hello"]["rps"] > 0:
+                        pair_ratios.setdefault(c, []).append(
+                            pair["me"]["rps"] / pair["hello"]["rps"])
                 for name, db, extra in (("select", "pgbench", ["-S"]),
                                         ("lookup", pg.dbname, ["-f", lookup_path])):
                     r = runner.pgbench(pg_args, db, c, secs, extra, roles=roles_pgbench)
                     samples.setdefault((name, c), []).append(r)
-        for c in CONNS_ME:
-            rs = samples[("me", c)]
-            r = max(rs, key=lambda x: x["rps"])
-            res.put("me_rps_c%d" % c, r["rps"])
-            res.put("me_p50_ms_c%d" % c, r["p50_ms"], "%.3f")
-            res.put("me_p99_ms_c%d" % c, r["p99_ms"], "%.3f")
-            res.put("me_errors_c%d" % c, sum(x["errors"] for x in rs))
-            res.put("me_cpu_c%d" % c, r["cpu"] or "n/a")
-            res.put("me_db_reads_per_request_c%d" % c, r["reads"] / max(1, r["requests"]), "%.4f")
-            res.put("me_db_writes_per_request_c%d" % c, r["writes"] / max(1, r["requests"]),
-                    "%.4f")
-            if rounds > 1:
-                res.put("me_rps_c%d_rounds" % c, " ".join("%.0f" % x["rps"] for x in rs))
-        for c in CONNS_ME:
-            rs = samples[("hello", c)]
-            r = max(rs, key=lambda x: x["rps"])
-            res.put("hello_rps_c%d" % c, r["rps"])
-            res.put("hello_p50_ms_c%d" % c, r["p50_ms"], "%.3f")
-            res.put("hello_p99_ms_c%d" % c, r["p99_ms"], "%.3f")
-            res.put("hello_errors_c%d" % c, sum(x["errors"] for x in rs))
-            res.put("hello_cpu_c%d" % c, r["cpu"] or "n/a")
-            if rounds > 1:
-                res.put("hello_rps_c%d_rounds" % c, " ".join("%.0f" % x["rps"] for x in rs))
+        for target in ("me", "hello"):
+            for c in CONNS_ME:
+                rs = samples[(target, c)]
+                r = median_load(rs)
+                res.put("%s_rps_c%d" % (target, c), r["rps"])
+                res.put("%s_p50_ms_c%d" % (target, c), r["p50_ms"], "%.3f")
+                res.put("%s_p99_ms_c%d" % (target, c), r["p99_ms"], "%.3f")
+                res.put("%s_errors_c%d" % (target, c), sum(x["errors"] for x in rs))
+                res.put("%s_cpu_c%d" % (target, c), r["cpu"] or "n/a")
+                if target == "me":
+                    n = max(1, sum(x["requests"] for x in rs))
+                    res.put("me_db_reads_per_request_c%d" % c,
+                            sum(x["reads"] for x in rs) / n, "%.4f")
+                    res.put("me_db_writes_per_request_c%d" % c,
+                            sum(x["writes"] for x in rs) / n, "%.4f")
+                res.put("%s_rps_c%d_loads" % (target, c), " ".join("%.0f" % x["rps"] for x in rs))
         for name in ("select", "lookup"):
             for c in CONNS_ME:
                 rs = samples[(name, c)]
@@ -881,7 +906,10 @@ def main():
 
         # -- ratios ------------------------------------------------------------
         for c in CONNS_ME:
-            res.ratio("me_vs_transport_c%d" % c, "me_rps_c%d" % c, "hello_rps_c%d" % c)
+            rs = pair_ratios.get(c, [])
+            res.put("me_vs_transport_c%d" % c, statistics.median(rs) if rs else "n/a", "%.3f"
+                    if rs else None)
+            res.put("me_vs_transport_c%d_pairs" % c, " ".join("%.2f" % x for x in rs) or "n/a")
         for c in CONNS_ME:
             res.ratio("me_vs_pgbench_select_c%d" % c, "me_rps_c%d" % c,
                       "pgbench_select_tps_c%d" % c)

@@ -38,13 +38,17 @@ def main():
                      ("machine_nproc", "cores (nproc)"), ("machine_cpu", "CPU"),
                      ("machine_mem_mib", "memory (MiB)"), ("machine_kernel", "kernel"),
                      ("versions", "software"), ("workers", "workers (keygate, fcgi_hello)"),
-                     ("rounds", "rounds"), ("seconds_per_load", "seconds per load"),
+                     ("rounds", "rounds"),
+                     ("me_hello_pairs_per_round", "/me and hello loads in turn, pairs per round"),
+                     ("me_hello_seconds_per_load", "seconds per /me or hello load"),
+                     ("seconds_per_load", "seconds per pgbench or login load"),
                      ("argon2_params", "Argon2id"),
                      ("noise_other_cpu_pct_max", "most CPU taken by other programs "
                       "during a load (% of one core)")):
         out.append("| %s | %s |" % (label, v.get(k, "n/a")))
     out.append("")
-    out.append("GET /api/me and its ceilings (requests/s; pgbench: transactions/s; "
+    out.append("GET /api/me and its ceilings (requests/s, the median of the loads; "
+               "me/transport: the median of the pairs' ratios; pgbench: transactions/s, "
                "best of the rounds):")
     out.append("")
     out.append("| connections | keygate /me | p50 ms | p99 ms | hello (transport) "
@@ -61,6 +65,13 @@ def main():
             num(v, "me_vs_pgbench_lookup_c%d" % c, "%.2f"),
             num(v, "me_db_reads_per_request_c%d" % c, "%.2f"),
             num(v, "me_db_writes_per_request_c%d" % c, "%.2f")))
+    out.append("")
+    out.append("Each pair's ratio (keygate /me over hello, loads taken in turn):")
+    out.append("")
+    out.append("| connections | ratios |")
+    out.append("|---:|---|")
+    for c in CONNS_ME:
+        out.append("| %d | %s |" % (c, v.get("me_vs_transport_c%d_pairs" % c, "n/a")))
     out.append("")
     out.append("POST /api/login against Argon2id (libargon2, in process, same parameters): "
                "%s hashes/s on one thread, %s on all cores." % (
