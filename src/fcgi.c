@@ -294,7 +294,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 
 	memset(&req, 0, sizeof(req));
 	response_init(&resp);
-	scoreboard_request_begin();
+	scoreboard_request_begin(start);
 	err = fcgi_read_params(r, c, &req);
 	/* An authorizer gets the original request's parameters but never its body. */
 	if (req.authorizer && (err == KG_ETOOLARGE || err == KG_EINPUT))

@@ -480,11 +480,21 @@ void
 json_set_int(struct json_obj *o, const char *key, long long val)
 {
 	char digits[24];
+	char *p = digits + sizeof(digits) - 1;
+	/* Negated as unsigned: -LLONG_MIN does not fit a long long. */
+	unsigned long long u = val < 0 ? 0ULL - (unsigned long long)val : (unsigned long long)val;
 
-	/* Raw digits: a double would round integers above 2^53. */
-	(void)snprintf(digits, sizeof(digits), "%lld", val);
-	if (o != NULL)
-		json_put(o, key, cJSON_CreateRaw(digits));
+	if (o == NULL)
+		return;
+	/* Raw digits (a double would round integers above 2^53), without a printf per field. */
+	*p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (val < 0)
+		*--p = '-';
+	json_put(o, key, cJSON_CreateRaw(p));
 }
 
 void

@@ -146,7 +146,7 @@ scoreboard_active(void)
  * for reports, read while workers write them, and need no ordering.
  */
 void
-scoreboard_request_begin(void)
+scoreboard_request_begin(long long now_ms)
 {
 	struct sb_slot *s;
 	int active, max;
@@ -154,7 +154,7 @@ scoreboard_request_begin(void)
 	if (sb == NULL || sb_self < 0)
 		return;
 	s = &sb->slots[sb_self];
-	atomic_store_explicit(&s->request_start_ms, kg_monotonic_ms(), memory_order_relaxed);
+	atomic_store_explicit(&s->request_start_ms, now_ms, memory_order_relaxed);
 	atomic_store_explicit(&s->request_start_wall, (long long)time(NULL), memory_order_relaxed);
 	atomic_store_explicit(&s->busy, 1, memory_order_release);
 	atomic_store_explicit(&s->accepted,

@@ -31,8 +31,8 @@ long long scoreboard_busy_since(int slot);
 
 /* Worker: this process is in slot. */
 void scoreboard_attach(int slot);
-/* Worker: a request started / finished (duration in ms). */
-void scoreboard_request_begin(void);
+/* Worker: a request started (at now_ms, monotonic) / finished (duration in ms). */
+void scoreboard_request_begin(long long now_ms);
 void scoreboard_request_end(long long ms, int slow);
 
 /*
