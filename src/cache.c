@@ -318,6 +318,11 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	e = cache_victim(key, &tag);
 	if ((s = cache_lock(e)) < 0)
 		return;
+	/* A refresh answered late must not replace a row read since. */
+	if (cache_is(e, tag, key) && e->as_of_ms > as_of_ms) {
+		cache_unlock(e, s);
+		return;
+	}
 	cache_set_tag(e, tag);
 	memset(e->key, 0, sizeof(e->key));
 	memcpy(e->key, key, strlen(key));
@@ -365,7 +370,9 @@ cache_take_refresh(void)
 
 	switch (db_token_refresh_take(&r)) {
 	case DB_REFRESH_ROW:
-		cache_put(r.key, &r.row, r.as_of_ms, r.epoch);
+		/* From before a revocation: dead on arrival, keep what is there. */
+		if (r.epoch == ticket_epoch)
+			cache_put(r.key, &r.row, r.as_of_ms, r.epoch);
 		break;
 	case DB_REFRESH_GONE:
 		cache_forget(r.key);
@@ -392,8 +399,13 @@ cache_claim_refresh(const char *key)
 
 	if (cache_n < CACHE_WAYS || (e = cache_find(key, p, &tag)) == NULL)
 		return 0;
-	/* Unlocked first: most hits are far from their entry's end. */
-	if (ticket_ms < e->until_ms - cache_ttl_ms / 4 || (s = cache_lock(e)) < 0)
+	/*
+	 * Unlocked first: most hits are far from their entry's end, and the
+	 * lock would make concurrent readers of the entry miss.
+	 */
+	if (ticket_ms < e->until_ms - cache_ttl_ms / 4 ||
+	    (e->refresh_ms != 0 && ticket_ms - e->refresh_ms < CACHE_REFRESH_RETRY_MS) ||
+	    (s = cache_lock(e)) < 0)
 		return 0;
 	if (cache_is(e, tag, key) && ticket_ms >= e->until_ms - cache_ttl_ms / 4 &&
 	    (e->refresh_ms == 0 || ticket_ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS)) {

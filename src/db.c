@@ -126,15 +126,19 @@ static const struct {
 	    "SELECT " TOKEN_ROW("k.last_used_at") },
 	/*
 	 * The same row, read again before the cached one expires, with
-	 * last_used_at written in the same statement when it is due. The
-	 * SELECT sees the row as it was before the UPDATE, hence the CASE.
+	 * last_used_at written in the same statement when it is due. It never
+	 * waits for a row lock (SKIP LOCKED): a refresh held up would leave
+	 * its worker deaf to notifications (db_listening_since), and a locked
+	 * token would hold up every worker in turn. The write is then left to
+	 * the next touch_interval: the row says due means written or skipped.
 	 */
 	[ST_TOKEN_REFRESH] = { "token_refresh", 2,
-	    "WITH t AS (UPDATE api_keys k SET last_used_at = now()"
-	    " WHERE k.key = $1 AND k.last_used_at < now() - make_interval(secs => $2)"
-	    " AND " LIVE("k") " RETURNING 1)"
-	    " SELECT " TOKEN_ROW("CASE WHEN EXISTS (SELECT 1 FROM t) THEN now()"
-	    " ELSE k.last_used_at END") },
+	    "WITH l AS (SELECT key FROM api_keys k WHERE k.key = $1"
+	    " AND k.last_used_at < now() - make_interval(secs => $2) AND " LIVE("k")
+	    " FOR UPDATE SKIP LOCKED),"
+	    " t AS (UPDATE api_keys SET last_used_at = now() WHERE key IN (SELECT key FROM l))"
+	    " SELECT " TOKEN_ROW("CASE WHEN k.last_used_at < now() - make_interval(secs => $2)"
+	    " THEN now() ELSE k.last_used_at END") },
 	[ST_TOKEN_DELETE] = { "token_delete", 2,
 	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key = $2 RETURNING 1)"
 	    REVOKED_COUNT },

@@ -78,11 +78,12 @@ http_header_add(struct response *resp, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(h->value, sizeof(h->value), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(h->value))
-		return KG_ESYS;
 	/* A CR or LF in a value would split the header block. */
-	if (strpbrk(h->value, "\r\n") != NULL)
+	if (n < 0 || (size_t)n >= sizeof(h->value) || strpbrk(h->value, "\r\n") != NULL) {
+		/* Outside [0, nheaders): response_free would not wipe it. */
+		crypto_wipe(h->value, sizeof(h->value));
 		return KG_ESYS;
+	}
 	h->name = name;
 	resp->nheaders++;
 	return KG_OK;

@@ -199,25 +199,30 @@ def test_token_in_use_is_read_again_before_its_entry_ends(keygate, pg):
     assert "could not record token use" not in kg.log()
 
 
+def _due_token(kg):
+    """A token cached by kg's workers and due for its last_used_at write."""
+    _, (token,) = _user(kg, 1)
+    _warm(kg, token, 6)
+    time.sleep(1 + 1.6)   # touch_interval 1; last_used_at is kept in whole seconds
+    return token
+
+
 def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
-    """A request does not wait for its last_used_at write: with the token's
-    row locked, the /me that finds the token due still answers at once. But
-    the server holds a connection's notifications back while it runs that
-    write: once it has been out for longer than a moment (DB_TOUCH_DEAF_MS,
-    100 ms), the worker stops answering from its cache and waits for the
+    """A request does not wait for its last_used_at write (sent with the
+    token's refresh). But the server holds a connection's notifications back
+    while it runs a statement: once the refresh has been out for longer than
+    a moment (DB_REFRESH_DEAF_MS, 100 ms), here behind a lock on the whole
+    table, the worker stops answering from its cache and waits for the
     database instead, so that no revocation can pass it by."""
     kg = keygate.start(workers=1, touch_interval=1, **dict(LIMITS, log_level="debug"))
-    _, (token,) = _user(kg, 1)
-    key = token.split(".")[0]
-    _warm(kg, token, 3)
-    time.sleep(1 + 1.6)   # due (last_used_at is kept in whole seconds)
+    token = _due_token(kg)
     locker = pg.connect()
     locker.autocommit = False
     result = {}
     waiter = threading.Thread(target=lambda: result.setdefault("r", _me(kg, token)))
     try:
         with locker.cursor() as cur:
-            cur.execute("SELECT 1 FROM api_keys WHERE key = %s FOR UPDATE", (key,))
+            cur.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
         start = time.monotonic()
         assert _me(kg, token).status == 200
         took = time.monotonic() - start
@@ -235,8 +240,44 @@ def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
     assert result["r"].status == 200
     assert "could not record token use" not in kg.log()
     age = pg.query("SELECT extract(epoch FROM now() - last_used_at) FROM api_keys"
-                   " WHERE key = %s", (key,))[0][0]
+                   " WHERE key = %s", (token.split(".")[0],))[0][0]
     assert age < 2, age
+
+
+def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
+    """The refresh skips a row somebody holds locked (SKIP LOCKED) instead
+    of waiting for it: waiting would make its worker deaf, then block it,
+    and every worker claiming that token's refresh in turn would follow."""
+    kg = keygate.start(workers=2, touch_interval=1, **dict(LIMITS, log_level="debug"))
+    token = _due_token(kg)
+    key = token.split(".")[0]
+    before = pg.query("SELECT last_used_at FROM api_keys WHERE key = %s", (key,))[0][0]
+    locker = pg.connect()
+    locker.autocommit = False
+    try:
+        with locker.cursor() as cur:
+            cur.execute("SELECT 1 FROM api_keys WHERE key = %s FOR UPDATE", (key,))
+        start = time.monotonic()
+        assert _me(kg, token).status == 200          # sends the refresh with the write
+        time.sleep(0.3)                              # past DB_REFRESH_DEAF_MS
+        for _ in range(20):
+            assert _me(kg, token).status == 200
+        took = time.monotonic() - start
+        assert took < 2.0, "21 requests took %.1fs with the row locked" % took
+        assert kg.log().count(": last_used_at write sent") == 1
+    finally:
+        locker.rollback()
+        locker.close()
+    # The write was skipped, not lost for good: the row is unchanged ...
+    assert pg.query("SELECT last_used_at FROM api_keys WHERE key = %s", (key,))[0][0] == before
+    assert "could not record token use" not in kg.log()
+    # ... and the next touch_interval writes it.
+    time.sleep(1 + 1.6)
+    assert _me(kg, token).status == 200
+    deadline = time.monotonic() + 2
+    while pg.query("SELECT last_used_at FROM api_keys WHERE key = %s", (key,))[0][0] == before:
+        assert time.monotonic() < deadline, "last_used_at never written after the lock"
+        time.sleep(0.05)
 
 
 def test_last_used_at_is_written_once_per_pool(keygate, pg):

@@ -619,6 +619,10 @@ test_response_wipes_headers(void **state)
 	assert_int_equal(resp.no_body, 0);
 	assert_int_equal(http_header_add(&resp, "Set-Cookie", "kg=%s", "kg_1_secretsecret"), KG_OK);
 	assert_int_equal(http_header_add(&resp, "X-B", "%s", "c"), KG_OK);
+	/* Refused (it would split the header block): its slot is wiped at once. */
+	assert_int_equal(http_header_add(&resp, "X-C", "secret%s", "\r\nX-D: 1"), KG_ESYS);
+	assert_int_equal(resp.nheaders, 2);
+	assert_memory_equal(resp.headers[2].value, zero, sizeof(zero));
 	response_free(&resp);
 	assert_int_equal(resp.nheaders, 0);
 	assert_memory_equal(resp.headers[0].value, zero, sizeof(zero));
