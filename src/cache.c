@@ -309,6 +309,7 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 {
 	char strs[CACHE_STRS];
 	struct cache_entry *e;
+	long long last_used_at;
 	uint64_t tag;
 	long s;
 
@@ -318,10 +319,19 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	e = cache_victim(key, &tag);
 	if ((s = cache_lock(e)) < 0)
 		return;
-	/* A refresh answered late must not replace a row read since. */
-	if (cache_is(e, tag, key) && e->as_of_ms > as_of_ms) {
-		cache_unlock(e, s);
-		return;
+	last_used_at = row->last_used_at;
+	if (cache_is(e, tag, key)) {
+		/* A refresh answered late must not replace a row read since. */
+		if (e->as_of_ms > as_of_ms) {
+			cache_unlock(e, s);
+			return;
+		}
+		/*
+		 * Nor take back a write claimed since it was sent
+		 * (cache_claim_touch): the next hit would claim it again.
+		 */
+		if (e->last_used_at > last_used_at)
+			last_used_at = e->last_used_at;
 	}
 	cache_set_tag(e, tag);
 	memset(e->key, 0, sizeof(e->key));
@@ -330,7 +340,7 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	e->has_email = row->has_email != 0;
 	e->user_id = row->user_id;
 	e->expires_at = row->expires_at;
-	e->last_used_at = row->last_used_at;
+	e->last_used_at = last_used_at;
 	e->as_of_ms = as_of_ms;
 	/*
 	 * Entries live token_cache_ttl less up to a quarter, varying by
@@ -385,6 +395,9 @@ cache_take_refresh(void)
 enum kg_err
 cache_refresh_send(const char *key, int touch_interval)
 {
+	/* One refresh out at a time: the last one's answer first, not dropped. */
+	db_token_refresh_finish();
+	cache_take_refresh();
 	/* As of this request's lookup: earlier than the statement's snapshot. */
 	return db_token_refresh_send(key, touch_interval, ticket_ms, ticket_epoch);
 }

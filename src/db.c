@@ -759,6 +759,12 @@ db_token_refresh_send(const char *key, int touch_interval, long long as_of_ms,
 	return KG_OK;
 }
 
+void
+db_token_refresh_finish(void)
+{
+	db_refresh_collect(1);
+}
+
 int
 db_token_refresh_take(struct db_refresh *out)
 {

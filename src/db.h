@@ -154,6 +154,8 @@ enum kg_err db_token_refresh_send(const char *key, int touch_interval, long long
  * next one arrives is dropped: the entry then simply expires.
  */
 int db_token_refresh_take(struct db_refresh *out);
+/* Wait for the answer to the refresh that is out, if one is (then take it). */
+void db_token_refresh_finish(void);
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
 /* Delete all of user_id's tokens except keep_key (NULL: all). */
