@@ -264,7 +264,9 @@ def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
             assert _me(kg, token).status == 200
         took = time.monotonic() - start
         assert took < 2.0, "21 requests took %.1fs with the row locked" % took
-        assert kg.log().count(": last_used_at write sent") == 1
+        # Once, or again if the loop outlasted touch_interval (1 s here): not per request.
+        writes = kg.log().count(": last_used_at write sent")
+        assert 1 <= writes <= 3, writes
     finally:
         locker.rollback()
         locker.close()
