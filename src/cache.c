@@ -402,6 +402,14 @@ cache_refresh_send(const char *key, int touch_interval)
 	return db_token_refresh_send(key, touch_interval, ticket_ms, ticket_epoch);
 }
 
+/* Is e in the last quarter of its life, and not claimed for a refresh lately? */
+static int
+cache_refresh_due(const struct cache_entry *e)
+{
+	return ticket_ms >= e->until_ms - cache_ttl_ms / 4 &&
+	    (e->refresh_ms == 0 || ticket_ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS);
+}
+
 int
 cache_claim_refresh(const char *key)
 {
@@ -416,12 +424,9 @@ cache_claim_refresh(const char *key)
 	 * Unlocked first: most hits are far from their entry's end, and the
 	 * lock would make concurrent readers of the entry miss.
 	 */
-	if (ticket_ms < e->until_ms - cache_ttl_ms / 4 ||
-	    (e->refresh_ms != 0 && ticket_ms - e->refresh_ms < CACHE_REFRESH_RETRY_MS) ||
-	    (s = cache_lock(e)) < 0)
+	if (!cache_refresh_due(e) || (s = cache_lock(e)) < 0)
 		return 0;
-	if (cache_is(e, tag, key) && ticket_ms >= e->until_ms - cache_ttl_ms / 4 &&
-	    (e->refresh_ms == 0 || ticket_ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS)) {
+	if (cache_is(e, tag, key) && cache_refresh_due(e)) {
 		e->refresh_ms = ticket_ms;
 		claimed = 1;
 	}

@@ -18,15 +18,12 @@
 #define DB_REFRESH_DEAF_MS 100
 
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
-/*
- * A token's row as db_token_row() reads it, last_used_at given by an
- * expression; $1 = key, $2 = touch_interval.
- */
-#define TOKEN_ROW(last_used_at) \
+/* A token's row as db_token_row() reads it; $1 = key, $2 = touch_interval. */
+#define TOKEN_ROW \
 	"k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text," \
 	" k.last_used_at < now() - make_interval(secs => $2)," \
 	" extract(epoch FROM k.expires_at)::bigint," \
-	" extract(epoch FROM " last_used_at ")::bigint," \
+	" extract(epoch FROM k.last_used_at)::bigint," \
 	" k.idle_timeout_s, u.email, " TS("u.created_at") \
 	" FROM api_keys k JOIN users u ON u.id = k.user_id" \
 	" WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k")
@@ -123,22 +120,21 @@ static const struct {
 	    " (SELECT count(*) FROM n)" },
 	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
-	    "SELECT " TOKEN_ROW("k.last_used_at") },
+	    "SELECT " TOKEN_ROW },
 	/*
 	 * The same row, read again before the cached one expires, with
 	 * last_used_at written in the same statement when it is due. It never
 	 * waits for a row lock (SKIP LOCKED): a refresh held up would leave
 	 * its worker deaf to notifications (db_listening_since), and a locked
 	 * token would hold up every worker in turn. The write is then left to
-	 * the next touch_interval: the row says due means written or skipped.
+	 * the next touch_interval. The SELECT sees the row as it was before.
 	 */
 	[ST_TOKEN_REFRESH] = { "token_refresh", 2,
 	    "WITH l AS (SELECT key FROM api_keys k WHERE k.key = $1"
 	    " AND k.last_used_at < now() - make_interval(secs => $2) AND " LIVE("k")
 	    " FOR UPDATE SKIP LOCKED),"
 	    " t AS (UPDATE api_keys SET last_used_at = now() WHERE key IN (SELECT key FROM l))"
-	    " SELECT " TOKEN_ROW("CASE WHEN k.last_used_at < now() - make_interval(secs => $2)"
-	    " THEN now() ELSE k.last_used_at END") },
+	    " SELECT " TOKEN_ROW },
 	[ST_TOKEN_DELETE] = { "token_delete", 2,
 	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key = $2 RETURNING 1)"
 	    REVOKED_COUNT },
@@ -727,8 +723,12 @@ db_refresh_collect(int wait)
 			/* A record of activity: the pool writes it again next touch_interval. */
 			db_log_error(db_stmts[ST_TOKEN_REFRESH].name, PQresultErrorMessage(res));
 			log_warnx("could not record token use");
-		} else if (PQntuples(res) == 1 && db_token_row(res, &db.answered.row) == KG_OK)
+		} else if (PQntuples(res) == 1 && db_token_row(res, &db.answered.row) == KG_OK) {
+			/* Due: written now, or skipped (row locked) until the next touch_interval. */
+			if (db.answered.row.needs_touch)
+				db.answered.row.last_used_at = (long long)time(NULL);
 			db.answered_ready = DB_REFRESH_ROW;
+		}
 		PQclear(res);
 	}
 	db.sent_busy = 0;
