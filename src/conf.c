@@ -79,7 +79,7 @@ static const struct conf_key conf_table[] = {
 	{ "remember_lifetime", CT_DURATION, O(remember_lifetime), 0, "30d", 1, 31536000, NULL },
 	{ "touch_interval", CT_DURATION, O(touch_interval), 0, "60", 0, 86400, NULL },
 	{ "token_cache_size", CT_LONG, O(token_cache_size), 0, "16384", 0, 1048576, NULL },
-	{ "token_cache_ttl", CT_DURATION, O(token_cache_ttl), 0, "60", 1, 3600, NULL },
+	{ "token_cache_ttl", CT_DURATION, O(token_cache_ttl), 0, "120", 1, 3600, NULL },
 	{ "login_max_failures", CT_INT, O(login_max_failures), 0, "5", 1, 1000, NULL },
 	{ "login_failure_window", CT_DURATION, O(login_failure_window), 0, "15m", 1, 86400, NULL },
 	{ "login_delay", CT_DURATION, O(login_delay), 0, "30", 1, 86400, NULL },

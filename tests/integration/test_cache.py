@@ -199,6 +199,31 @@ def test_token_in_use_is_read_again_before_its_entry_ends(keygate, pg):
     assert "could not record token use" not in kg.log()
 
 
+def test_token_in_use_costs_one_statement_per_touch_interval(keygate, pg):
+    """With token_cache_ttl at twice touch_interval (120 s and 60 s by
+    default), a token in use falls due for its last_used_at write before
+    its entry reaches its last quarter: the write's answer renews the entry,
+    and no separate refresh goes out. (At token_cache_ttl = touch_interval,
+    the old default, every touch_interval cost a refresh and a write.)"""
+    kg = keygate.start(workers=2, token_cache_ttl=4, touch_interval=2,
+                       **dict(LIMITS, log_level="debug"))
+    _, (token,) = _user(kg, 1)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        assert _me(kg, token).status == 200
+        time.sleep(0.1)
+    log = kg.log()
+    writes = log.count(": last_used_at write sent")
+    refreshes = log.count(": refresh sent")
+    misses = [pid for pid, what in _cache_lines(kg) if what == "miss"]
+    assert len(misses) == 1, misses
+    assert writes >= 3, "%d writes in 10 s at touch_interval 2" % writes
+    # At most one, before the first write: the first entry comes from the
+    # login's row, whose last_used_at the database keeps rounded to the second.
+    assert refreshes <= 1, "%d refreshes besides %d writes" % (refreshes, writes)
+    assert "could not record token use" not in log
+
+
 def _due_token(kg):
     """A token cached by kg's workers and due for its last_used_at write."""
     _, (token,) = _user(kg, 1)

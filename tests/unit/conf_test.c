@@ -131,7 +131,7 @@ test_defaults(void **state)
 	assert_int_equal(c.remember_lifetime, 30 * 86400);
 	assert_int_equal(c.touch_interval, 60);
 	assert_int_equal(c.token_cache_size, 16384);
-	assert_int_equal(c.token_cache_ttl, 60);
+	assert_int_equal(c.token_cache_ttl, 120);
 	assert_int_equal(c.login_max_failures, 5);
 	assert_int_equal(c.login_failure_window, 15 * 60);
 	assert_int_equal(c.login_delay, 30);
