@@ -215,6 +215,7 @@ static struct {
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
+	long long polled_ms;     /* monotonic, when the socket was last looked at */
 	/* The token refresh out on the connection (db_token_refresh_send), if any. */
 	struct db_refresh sent;
 	int sent_busy;
@@ -347,15 +348,20 @@ int
 db_revocations_pending(void)
 {
 	PGnotify *n;
+	long long now;
 	int any = 0, i;
 
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
 		return -1;
 	/*
 	 * Read only what has arrived (poll with no timeout): notifications, or
-	 * the server going away, which must end trust in the cache too.
+	 * the server going away, which must end trust in the cache too. At
+	 * most once a millisecond: a worker answering thousands of checks a
+	 * second from the cache would otherwise spend a system call on each,
+	 * and a notification is already milliseconds on its way.
 	 */
-	for (i = 0; i < 8; i++) {
+	now = kg_monotonic_ms();
+	for (i = 0; i < 8 && now != db.polled_ms; i++) {
 		struct pollfd p = { PQsocket(db.conn), POLLIN, 0 };
 
 		if (poll(&p, 1, 0) <= 0)
@@ -363,6 +369,7 @@ db_revocations_pending(void)
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
 			return -1;
 	}
+	db.polled_ms = now;
 	db_refresh_collect(0);
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
