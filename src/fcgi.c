@@ -284,13 +284,18 @@ out:
 	}
 }
 
-static void
+/*
+ * Handle one request; nonzero when it was a responder's whose body was read
+ * whole (only the end-of-input record may be left).
+ */
+static int
 fcgi_handle(FCGX_Request *r, const struct conf *c)
 {
 	struct request req;
 	struct response resp;
 	enum kg_err err;
 	long long start = kg_monotonic_ms(), ms;
+	int read_whole;
 
 	memset(&req, 0, sizeof(req));
 	response_init(&resp);
@@ -315,9 +320,60 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 	else
 		log_info("%s %s %d %lldms", req.method_name ? req.method_name : "-", req.path,
 		    resp.status, ms);
+	/* -1: no Content-Length, no body; -2: a broken one, whose body is left. */
+	read_whole = !req.authorizer && (req.content_length == 0 || req.content_length == -1 ||
+	    (req.content_length > 0 && req.body_len == (size_t)req.content_length));
 	request_free(&req);
 	response_free(&resp);
 	json_arena_reset();
+	return read_whole;
+}
+
+/*
+ * libfcgi ends every connection with shutdown(SHUT_WR) and then waits, up
+ * to 2 s, for the web server to close its end, reading whatever it still
+ * sends: on TCP, closing with input unread sends a reset, which can make
+ * the peer drop the reply. A unix socket knows no reset (the web server
+ * reads the whole reply either way), so there the worker closes at once
+ * and takes the next connection, instead of sleeping until the web server
+ * has read the reply. FCGX_Detach is what makes FCGX_Finish_r close
+ * without the shutdown and the wait (libfcgi 2.4: OS_IpcClose(fd,
+ * !detached)).
+ *
+ * Only once the web server has sent all it will send: a request answered
+ * before its body was read (413, a broken Content-Length) keeps the
+ * lingering close, and so does an authorizer's (FastCGI 1.0, 6.3: no input
+ * stream, but some web servers send its end anyway, and reading for it
+ * could wait forever); otherwise the end of the input is read first. From
+ * lighttpd it came with the parameters and is in libfcgi's buffer already;
+ * other clients send it a moment later, and closing before it came would
+ * make their write of it fail. The tick (fcgi_on_tick) bounds that wait.
+ */
+static void
+fcgi_close_promptly(FCGX_Request *r, int unix_socket, int read_whole)
+{
+	int i;
+
+	if (!unix_socket || !read_whole || r->ipcFd < 0)
+		return;
+	/* A few bytes more than the body announced are read and dropped; more, and we linger. */
+	for (i = 0; i < 64; i++) {
+		if (FCGX_GetChar(r->in) == EOF) {
+			if (FCGX_GetError(r->in) == 0)
+				(void)FCGX_Detach(r);
+			return;
+		}
+	}
+}
+
+/* Is fd a unix-domain socket? */
+static int
+fcgi_is_unix(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
 }
 
 long
@@ -326,6 +382,7 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 	FCGX_Request r;
 	sigset_t term, old;
 	long served = 0;
+	int unix_socket = fcgi_is_unix(0);
 
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
@@ -338,7 +395,7 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 	if (fcgi_watch_start(&r, c->request_timeout) != 0)
 		log_warn("cannot start the request-parameter watchdog");
 	while (!*stop && (c->max_requests == 0 || served < c->max_requests)) {
-		int rc;
+		int rc, read_whole;
 
 		(void)sigprocmask(SIG_UNBLOCK, &term, &old);
 		rc = *stop ? -1 : FCGX_Accept_r(&r);
@@ -354,9 +411,10 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 			break;
 		}
 		watch_busy = 1;
-		fcgi_handle(&r, c);
-		FCGX_Finish_r(&r);
+		read_whole = fcgi_handle(&r, c);
 		watch_busy = 0;
+		fcgi_close_promptly(&r, unix_socket, read_whole);
+		FCGX_Finish_r(&r);
 		served++;
 	}
 	watch_req = NULL;

@@ -25,9 +25,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -830,6 +832,50 @@ def test_clients_that_hang_up_leak_nothing(keygate):
         rss1, fd1 = after[p]
         assert fd1 == fd0, ("fd count of worker %d grew" % p, fd0, fd1)
         assert rss1 - rss0 < 512, ("RSS of worker %d grew by %d KiB" % (p, rss1 - rss0))
+
+
+@pytest.mark.skipif(os.environ.get("KG_SANITIZERS") == "1",
+                    reason="LeakSanitizer cannot work under ptrace")
+def test_unix_socket_connections_close_without_lingering(keygate):
+    """On a unix socket, a connection whose request was read to the end is
+    closed at once: no shutdown(2), no wait for the web server to hang up
+    first (libfcgi's lingering close, which put the worker to sleep until
+    the web server had read the reply). One answered before its body was
+    read (413) keeps the lingering close: the web server may still be
+    writing. Every reply arrives whole either way."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.fail("strace not found: apt-get install strace")
+    kg = keygate.start(workers=1, max_body=512)
+    trace = os.path.join(kg.workdir, "close-%d.trace" % kg.pid)
+    tracer = subprocess.Popen([strace, "-qq", "-e", "trace=shutdown", "-o", trace,
+                               "-p", str(kg.pid)])
+    try:
+        def traced():
+            with open("/proc/%d/status" % kg.pid) as f:
+                return re.search(r"TracerPid:\s+(\d+)", f.read()).group(1) != "0"
+        kgharness.wait_until(traced, 10, what="strace attached")
+        for _ in range(20):
+            r = kg.fcgi("GET", "/health")
+            assert r.status == 200 and r.json()["status"] == "ok", r
+        # A client whose end of input comes late: the worker waits for it
+        # before closing (closing first would fail the client's write of it).
+        with FCGIConnection(kg.address, timeout=10) as conn:
+            conn.begin()
+            conn.params(cgi_params("GET", kg.base_path + "/health", None, b"", "127.0.0.1"))
+            time.sleep(0.3)
+            conn.stdin(b"")
+            r = conn.read_response()
+        assert r.status == 200 and r.json()["status"] == "ok", r
+        quiet = open(trace).read().count("shutdown(")
+        r = kg.fcgi("POST", "/login", body="x" * 4096, content_type="application/json")
+        assert r.status == 413, r
+        kgharness.wait_until(lambda: "shutdown(" in open(trace).read(), 5,
+                             what="the 413's lingering close")
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=10)
+    assert quiet == 0, "%d shutdown(2) calls for 21 requests read to the end" % quiet
 
 
 # ---------------------------------------------------------------------------
