@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +26,29 @@
  * tick watches the connection libfcgi has open outside fcgi_handle() and
  * shuts it down after request_timeout; libfcgi then drops it and accepts
  * the next one.
+ *
+ * The tick runs in a thread of its own (SIGEV_THREAD; glibc's timer threads
+ * block every signal), not as a signal to the worker: a signal interrupts
+ * the select() with which libfcgi waits for a new connection's first bytes,
+ * and libfcgi then drops that connection unanswered (the web server answers
+ * 5xx). shutdown() from the tick's thread wakes a read blocked in this one.
  */
-static FCGX_Request *volatile watch_req;
-static volatile sig_atomic_t watch_busy;
-static volatile sig_atomic_t watch_ticks;
+static FCGX_Request *watch_req;
+static atomic_int watch_busy;
+static int watch_fd = -1;       /* the tick thread's own: the fd it counts for */
+static int watch_ticks;
 static int watch_limit = 30;
 
 static void
-fcgi_on_tick(int sig)
+fcgi_on_tick(union sigval unused)
 {
-	FCGX_Request *r = watch_req;
-	int fd = r != NULL ? r->ipcFd : -1;
+	/* ipcFd is libfcgi's, written by the worker: one aligned int, read once. */
+	int fd = *(volatile int *)&watch_req->ipcFd;
 
-	(void)sig;
-	if (fd < 0 || watch_busy) {
+	(void)unused;
+	/* Only the same connection, idle outside fcgi_handle() for every tick, counts. */
+	if (fd < 0 || fd != watch_fd || atomic_load_explicit(&watch_busy, memory_order_relaxed)) {
+		watch_fd = fd;
 		watch_ticks = 0;
 		return;
 	}
@@ -53,22 +63,15 @@ fcgi_watch_start(FCGX_Request *r, int limit)
 {
 	struct sigevent sev;
 	struct itimerspec its = { { 1, 0 }, { 1, 0 } };
-	struct sigaction sa;
 	timer_t timer;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = fcgi_on_tick;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGRTMIN, &sa, NULL) != 0)
-		return -1;
-	memset(&sev, 0, sizeof(sev));
-	sev.sigev_notify = SIGEV_SIGNAL;
-	sev.sigev_signo = SIGRTMIN;
-	if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0)
-		return -1;
 	watch_limit = limit;
 	watch_req = r;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD;
+	sev.sigev_notify_function = fcgi_on_tick;
+	if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0)
+		return -1;
 	return timer_settime(timer, 0, &its, NULL);
 }
 
@@ -379,7 +382,8 @@ fcgi_is_unix(int fd)
 long
 fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 {
-	FCGX_Request r;
+	/* Static: the tick's thread may look at it until the process ends. */
+	static FCGX_Request r;
 	sigset_t term, old;
 	long served = 0;
 	int unix_socket = fcgi_is_unix(0);
@@ -410,14 +414,13 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 			log_warnx("accept failed (%d)", rc);
 			break;
 		}
-		watch_busy = 1;
+		atomic_store_explicit(&watch_busy, 1, memory_order_relaxed);
 		read_whole = fcgi_handle(&r, c);
-		watch_busy = 0;
+		atomic_store_explicit(&watch_busy, 0, memory_order_relaxed);
 		fcgi_close_promptly(&r, unix_socket, read_whole);
 		FCGX_Finish_r(&r);
 		served++;
 	}
-	watch_req = NULL;
 	FCGX_Free(&r, 1);
 	return served;
 }

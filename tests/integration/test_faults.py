@@ -834,6 +834,22 @@ def test_clients_that_hang_up_leak_nothing(keygate):
         assert rss1 - rss0 < 512, ("RSS of worker %d grew by %d KiB" % (p, rss1 - rss0))
 
 
+def test_a_connection_slow_to_send_its_first_bytes_is_served(keygate):
+    """libfcgi waits up to 2 s for a new connection's first bytes (a select()
+    in OS_Accept) and drops the connection unanswered if a signal interrupts
+    that wait. The once-a-second watchdog tick was such a signal (about one
+    request in 600,000 failed under load); it runs in a thread of its own
+    now. A client that connects and waits 1.2 s, so that a tick falls into
+    the wait, must be served."""
+    kg = keygate.start(workers=1)
+    for _ in range(2):
+        with FCGIConnection(kg.address, timeout=10) as conn:
+            time.sleep(1.2)
+            r = conn.request(cgi_params("GET", kg.base_path + "/health", None, b"",
+                                        "127.0.0.1"))
+        assert r.status == 200 and r.json()["status"] == "ok", r
+
+
 @pytest.mark.skipif(os.environ.get("KG_SANITIZERS") == "1",
                     reason="LeakSanitizer cannot work under ptrace")
 def test_unix_socket_connections_close_without_lingering(keygate):
