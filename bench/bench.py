@@ -11,7 +11,8 @@ machine, so that the figures are comparable on a noisy machine:
   * GET /api/me at 1, 8 and 64 connections (wrk + bench/load.lua), taking
     turns in short loads with the transport ceiling (bench/fcgi_hello.c
     behind the same lighttpd configuration, same number of workers; the
-    ratio is the median of the pairs'), then at the same connection counts
+    ratio is the median of the pairs') and with fcgi_hello closing
+    connections the way keygate does (prompt-close), then at the same connection counts
     `pgbench -S` and keygate's own token lookup as a pgbench script (the
     SQL of ST_TOKEN_LOOKUP, taken from src/db.c);
   * the resident size of every worker after warm-up and after N requests;
@@ -411,13 +412,16 @@ class Statements:
 
 
 class HelloPool:
-    """bench/out/fcgi_hello SOCKET WORKERS, in its own process group."""
+    """bench/out/fcgi_hello SOCKET WORKERS [prompt-close], in its own
+    process group."""
 
-    def __init__(self, workdir, workers):
-        self.socket = os.path.join(workdir, "hello.sock")
-        self.log_path = os.path.join(workdir, "hello.log")
+    def __init__(self, workdir, workers, prompt_close=False):
+        name = "hello-prompt" if prompt_close else "hello"
+        self.socket = os.path.join(workdir, name + ".sock")
+        self.log_path = os.path.join(workdir, name + ".log")
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([FCGI_HELLO, self.socket, str(workers)],
+        self.proc = subprocess.Popen([FCGI_HELLO, self.socket, str(workers)] +
+                                     (["prompt-close"] if prompt_close else []),
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         kgharness._register(self)
@@ -568,11 +572,13 @@ def seed(pg, stack, workdir):
 
 def plot(res, dat_path, png_path, log):
     with open(dat_path, "w") as f:
-        f.write("# connections keygate_me hello pgbench_select pgbench_lookup (requests/s)\n")
+        f.write("# connections keygate_me hello pgbench_select pgbench_lookup hello_prompt"
+                " (requests/s)\n")
         for c in CONNS_ME:
             vals = [res.get(n % c) for n in ("me_rps_c%d", "hello_rps_c%d",
                                               "pgbench_select_tps_c%d",
-                                              "pgbench_lookup_tps_c%d")]
+                                              "pgbench_lookup_tps_c%d",
+                                              "hello_prompt_rps_c%d")]
             f.write("%d %s\n" % (c, " ".join("%.1f" % v if isinstance(v, float) else "NaN"
                                                for v in vals)))
     if not shutil.which("gnuplot"):
@@ -596,7 +602,7 @@ def main():
                     "(default 4 with --quick, else 5; logins 5 and 6)")
     ap.add_argument("--rounds", type=int, help="rounds of loads (default 1 with --quick, "
                     "else 3); a pgbench or login figure is the best of its rounds")
-    ap.add_argument("--pairs", type=int, help="/me and fcgi_hello loads taken in turn, per "
+    ap.add_argument("--pairs", type=int, help="turns of /me and the two fcgi_hello loads, per "
                     "round and connection count (default 3)")
     ap.add_argument("--slice", type=int, help="length of each of those loads "
                     "(default 2 with --quick, else 3)")
@@ -664,7 +670,7 @@ def main():
         model.split(" (")[0], NCPU, opts.workers, "quick" if quick else "full", res.get("date"))
 
     workdir = kgharness.make_workdir("kgbench-")
-    pg = kgf = hello = None
+    pg = kgf = hello = hello_prompt = None
     try:
         # -- the stack -------------------------------------------------------
         note("PostgreSQL: initdb in %s" % workdir)
@@ -690,6 +696,9 @@ def main():
         hello = HelloPool(workdir, opts.workers)
         lt_hello = BenchLighttpd(workdir, "lighttpd-hello", hello.socket)
         kgharness._register(lt_hello)
+        hello_prompt = HelloPool(workdir, opts.workers, prompt_close=True)
+        lt_prompt = BenchLighttpd(workdir, "lighttpd-hello-prompt", hello_prompt.socket)
+        kgharness._register(lt_prompt)
 
         pg_args = ["-h", pg.host, "-p", str(pg.port), "-U", pg.superuser]
         pg.query("CREATE DATABASE pgbench", dbname="postgres")
@@ -716,6 +725,7 @@ def main():
 
         me_url = lt.base_url + "/me"
         hello_url = lt_hello.base_url + "/me"
+        prompt_url = lt_prompt.base_url + "/me"
         pm = pg.postmaster_pid()
         roles_kg = {
             "wrk": lambda pid, comm, t: comm == "wrk",
@@ -726,12 +736,14 @@ def main():
         roles_hello = {"wrk": roles_kg["wrk"], "lighttpd": roles_kg["lighttpd"],
                        "fcgi_hello": lambda pid, comm, t: descends_from(pid, hello.proc.pid, t),
                        "postgres": roles_kg["postgres"]}
+        roles_prompt = dict(roles_hello, fcgi_hello=lambda pid, comm, t: descends_from(
+            pid, hello_prompt.proc.pid, t))
         roles_pgbench = {"pgbench": lambda pid, comm, t: comm == "pgbench",
                          "postgres": roles_kg["postgres"]}
         # Kernel threads (softirq work for loopback traffic lands partly in
         # ksoftirqd): part of the load's cost, not someone else's.
         kernel = lambda pid, comm, t: pid == 2 or t.get(pid, ("", 0))[1] == 2  # noqa: E731
-        for roles in (roles_kg, roles_hello, roles_pgbench):
+        for roles in (roles_kg, roles_hello, roles_prompt, roles_pgbench):
             roles["kernel"] = kernel
 
         # -- warm-up, first resident size ----------------------------------------
@@ -762,7 +774,8 @@ def main():
                      "pgbench -S, pgbench lookup (%ds each)" % (rnd, rounds, c, pairs,
                                                                 slice_secs, secs))
                 for k in range(pairs):
-                    order = [("me", me_url, roles_kg), ("hello", hello_url, roles_hello)]
+                    order = [("me", me_url, roles_kg), ("hello", hello_url, roles_hello),
+                             ("hello_prompt", prompt_url, roles_prompt)]
                     if k % 2:
                         order.reverse()
                     pair = {}
@@ -778,14 +791,15 @@ def main():
                             me_requests += r["requests"]
                         samples.setdefault((name, c), []).append(r)
                         pair[name] = r
-                    if pair["hello"]["rps"] > 0:
-                        pair_ratios.setdefault(c, []).append(
-                            pair["me"]["rps"] / pair["hello"]["rps"])
+                    for ceiling in ("hello", "hello_prompt"):
+                        if pair[ceiling]["rps"] > 0:
+                            pair_ratios.setdefault((ceiling, c), []).append(
+                                pair["me"]["rps"] / pair[ceiling]["rps"])
                 for name, db, extra in (("select", "pgbench", ["-S"]),
                                         ("lookup", pg.dbname, ["-f", lookup_path])):
                     r = runner.pgbench(pg_args, db, c, secs, extra, roles=roles_pgbench)
                     samples.setdefault((name, c), []).append(r)
-        for target in ("me", "hello"):
+        for target in ("me", "hello", "hello_prompt"):
             for c in CONNS_ME:
                 rs = samples[(target, c)]
                 r = median_load(rs)
@@ -905,11 +919,13 @@ def main():
             profile(res, kg, roles_kg, me_url, tokens_path, log)
 
         # -- ratios ------------------------------------------------------------
-        for c in CONNS_ME:
-            rs = pair_ratios.get(c, [])
-            res.put("me_vs_transport_c%d" % c, statistics.median(rs) if rs else "n/a", "%.3f"
-                    if rs else None)
-            res.put("me_vs_transport_c%d_pairs" % c, " ".join("%.2f" % x for x in rs) or "n/a")
+        for ceiling, figure in (("hello", "me_vs_transport"),
+                                ("hello_prompt", "me_vs_transport_prompt_close")):
+            for c in CONNS_ME:
+                rs = pair_ratios.get((ceiling, c), [])
+                res.put("%s_c%d" % (figure, c), statistics.median(rs) if rs else "n/a", "%.3f"
+                        if rs else None)
+                res.put("%s_c%d_pairs" % (figure, c), " ".join("%.2f" % x for x in rs) or "n/a")
         for c in CONNS_ME:
             res.ratio("me_vs_pgbench_select_c%d" % c, "me_rps_c%d" % c,
                       "pgbench_select_tps_c%d" % c)
@@ -936,7 +952,7 @@ def main():
                 note("wrote bench/out/results.txt, bench/out/me.png")
         except (BenchError, subprocess.SubprocessError) as e:
             note("plot failed: %s" % e)
-        for obj in (hello, kgf, pg):
+        for obj in (hello_prompt, hello, kgf, pg):
             if obj is not None:
                 with contextlib.suppress(Exception):
                     obj.cleanup()

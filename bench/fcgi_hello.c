@@ -1,13 +1,19 @@
 /*
  * fcgi_hello: the transport ceiling for bench/run.
  *
- *   fcgi_hello SOCKET WORKERS
+ *   fcgi_hello SOCKET WORKERS [prompt-close]
  *
  * A minimal libfcgi responder pool: binds a unix socket, forks WORKERS
  * children that each accept FastCGI requests on it and answer every one
  * with the same small JSON body and the headers keygate sends, so that the
  * bytes on the wire match a GET /api/me reply. Nothing is parsed, looked up
  * or logged: what is left is the cost of lighttpd and FastCGI.
+ *
+ * With prompt-close, each connection is closed the way keygate closes one
+ * on a unix socket (src/fcgi.c, fcgi_close_promptly): without libfcgi's
+ * shutdown and wait for the web server to hang up first, when no input is
+ * left. That pool is the ceiling of keygate's own work alone; the plain
+ * one is the minimal responder issue 6 names.
  *
  * The master waits for SIGTERM or SIGINT, then stops the children and
  * removes the socket. Children ask for SIGTERM when the master dies.
@@ -46,10 +52,13 @@ on_signal(int sig)
 	FCGX_ShutdownPending();
 }
 
+static int prompt_close;
+
 static int
 serve(int fd)
 {
 	FCGX_Request req;
+	int c;
 
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
 		return 1;
@@ -59,6 +68,13 @@ serve(int fd)
 		return 1;
 	while (!stop && FCGX_Accept_r(&req) >= 0) {
 		FCGX_PutStr(reply, (int)sizeof(reply) - 1, req.out);
+		/* As keygate: the end of the input read (lighttpd sent it with the parameters), then close. */
+		if (prompt_close) {
+			while ((c = FCGX_GetChar(req.in)) != EOF)
+				;
+			if (FCGX_GetError(req.in) == 0)
+				(void)FCGX_Detach(&req);
+		}
 		FCGX_Finish_r(&req);
 	}
 	return 0;
@@ -74,8 +90,12 @@ main(int argc, char *argv[])
 	long n;
 	int fd, i;
 
+	if (argc == 4 && strcmp(argv[3], "prompt-close") == 0) {
+		prompt_close = 1;
+		argc--;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: fcgi_hello SOCKET WORKERS\n");
+		fprintf(stderr, "usage: fcgi_hello SOCKET WORKERS [prompt-close]\n");
 		return 2;
 	}
 	n = strtol(argv[2], &end, 10);

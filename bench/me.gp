@@ -1,7 +1,7 @@
 # Requests/s against connections: keygate's GET /api/me and its ceilings.
 #   gnuplot -e "datafile='out/me.dat'; outfile='out/me.png'; subtitle='...'" me.gp
 # (bench/run does this.) Columns of datafile: connections, keygate /me,
-# fcgi_hello, pgbench -S, pgbench token lookup.
+# fcgi_hello, pgbench -S, pgbench token lookup, fcgi_hello with prompt-close.
 if (!exists("datafile")) datafile = 'out/me.dat'
 if (!exists("outfile")) outfile = 'out/me.png'
 if (!exists("subtitle")) subtitle = ''
@@ -20,6 +20,7 @@ set grid ytics
 set key below horizontal
 set style data linespoints
 plot datafile using 1:3 title "transport: fcgi_hello via lighttpd" lw 2 pt 5 dt 2, \
+     datafile using 1:6 title "transport: fcgi_hello, prompt close" lw 2 pt 4 dt 2, \
      datafile using 1:4 title "database: pgbench -S" lw 2 pt 7 dt 3, \
      datafile using 1:5 title "database: pgbench token lookup" lw 2 pt 9 dt 4, \
      datafile using 1:2 title "keygate GET /api/me" lw 3 pt 13 lc rgb "#c00000", \

@@ -39,7 +39,7 @@ def main():
                      ("machine_mem_mib", "memory (MiB)"), ("machine_kernel", "kernel"),
                      ("versions", "software"), ("workers", "workers (keygate, fcgi_hello)"),
                      ("rounds", "rounds"),
-                     ("me_hello_pairs_per_round", "/me and hello loads in turn, pairs per round"),
+                     ("me_hello_pairs_per_round", "/me and the two hellos in turn, turns per round"),
                      ("me_hello_seconds_per_load", "seconds per /me or hello load"),
                      ("seconds_per_load", "seconds per pgbench or login load"),
                      ("argon2_params", "Argon2id"),
@@ -52,26 +52,31 @@ def main():
                "best of the rounds):")
     out.append("")
     out.append("| connections | keygate /me | p50 ms | p99 ms | hello (transport) "
-               "| pgbench -S | pgbench lookup | me/transport | me/pgbench -S "
+               "| hello, prompt close | pgbench -S | pgbench lookup | me/transport "
+               "| me/prompt-close hello | me/pgbench -S "
                "| me/lookup | DB reads per /me | DB writes per /me |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in CONNS_ME:
-        out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             c, num(v, "me_rps_c%d" % c), num(v, "me_p50_ms_c%d" % c, "%.2f"),
             num(v, "me_p99_ms_c%d" % c, "%.2f"), num(v, "hello_rps_c%d" % c),
+            num(v, "hello_prompt_rps_c%d" % c),
             num(v, "pgbench_select_tps_c%d" % c), num(v, "pgbench_lookup_tps_c%d" % c),
             num(v, "me_vs_transport_c%d" % c, "%.2f"),
+            num(v, "me_vs_transport_prompt_close_c%d" % c, "%.2f"),
             num(v, "me_vs_pgbench_select_c%d" % c, "%.2f"),
             num(v, "me_vs_pgbench_lookup_c%d" % c, "%.2f"),
             num(v, "me_db_reads_per_request_c%d" % c, "%.2f"),
             num(v, "me_db_writes_per_request_c%d" % c, "%.2f")))
     out.append("")
-    out.append("Each pair's ratio (keygate /me over hello, loads taken in turn):")
+    out.append("Each turn's ratios (keygate /me over each hello, loads taken in turn):")
     out.append("")
-    out.append("| connections | ratios |")
-    out.append("|---:|---|")
+    out.append("| connections | over hello (transport) | over hello, prompt close |")
+    out.append("|---:|---|---|")
     for c in CONNS_ME:
-        out.append("| %d | %s |" % (c, v.get("me_vs_transport_c%d_pairs" % c, "n/a")))
+        out.append("| %d | %s | %s |" % (c, v.get("me_vs_transport_c%d_pairs" % c, "n/a"),
+                                         v.get("me_vs_transport_prompt_close_c%d_pairs" % c,
+                                               "n/a")))
     out.append("")
     out.append("POST /api/login against Argon2id (libargon2, in process, same parameters): "
                "%s hashes/s on one thread, %s on all cores." % (
