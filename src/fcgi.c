@@ -32,11 +32,16 @@
  * the select() with which libfcgi waits for a new connection's first bytes,
  * and libfcgi then drops that connection unanswered (the web server answers
  * 5xx). shutdown() from the tick's thread wakes a read blocked in this one.
+ * A connection is told from the next one on the same fd number by
+ * watch_done, which the worker bumps as each connection's request ends.
  */
 static FCGX_Request *watch_req;
 static atomic_int watch_busy;
-static int watch_fd = -1;       /* the tick thread's own: the fd it counts for */
-static int watch_ticks;
+static atomic_ulong watch_done;
+/* The tick threads' own (one a second; atomic should two ever overlap). */
+static atomic_ulong watch_seen_done;
+static atomic_int watch_fd = -1;
+static atomic_int watch_ticks;
 static int watch_limit = 30;
 
 static void
@@ -44,17 +49,22 @@ fcgi_on_tick(union sigval unused)
 {
 	/* ipcFd is libfcgi's, written by the worker: one aligned int, read once. */
 	int fd = *(volatile int *)&watch_req->ipcFd;
+	unsigned long done = atomic_load(&watch_done);
 
 	(void)unused;
-	/* Only the same connection, idle outside fcgi_handle() for every tick, counts. */
-	if (fd < 0 || fd != watch_fd || atomic_load_explicit(&watch_busy, memory_order_relaxed)) {
-		watch_fd = fd;
-		watch_ticks = 0;
+	/* Only one connection, idle outside fcgi_handle() at every tick, counts. */
+	if (fd < 0 || atomic_load(&watch_busy) || fd != atomic_load(&watch_fd) ||
+	    done != atomic_load(&watch_seen_done)) {
+		atomic_store(&watch_fd, fd);
+		atomic_store(&watch_seen_done, done);
+		atomic_store(&watch_ticks, 0);
 		return;
 	}
-	if (++watch_ticks > watch_limit) {
+	/* Checked again last: the worker may have moved on since fd was read. */
+	if (atomic_fetch_add(&watch_ticks, 1) + 1 > watch_limit &&
+	    atomic_load(&watch_done) == done && !atomic_load(&watch_busy)) {
 		(void)shutdown(fd, SHUT_RDWR);
-		watch_ticks = 0;
+		atomic_store(&watch_ticks, 0);
 	}
 }
 
@@ -336,28 +346,34 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
  * libfcgi ends every connection with shutdown(SHUT_WR) and then waits, up
  * to 2 s, for the web server to close its end, reading whatever it still
  * sends: on TCP, closing with input unread sends a reset, which can make
- * the peer drop the reply. A unix socket knows no reset (the web server
- * reads the whole reply either way), so there the worker closes at once
- * and takes the next connection, instead of sleeping until the web server
- * has read the reply. FCGX_Detach is what makes FCGX_Finish_r close
+ * the peer drop the reply. On a unix socket what was sent is always read
+ * (closing with input unread only makes the peer's next read after it
+ * fail), so there, once the input is read to its end, the worker closes
+ * at once and takes the next connection, instead of sleeping until the web
+ * server has read the reply. FCGX_Detach is what makes FCGX_Finish_r close
  * without the shutdown and the wait (libfcgi 2.4: OS_IpcClose(fd,
- * !detached)).
+ * !detached)); FCGX_Attach undoes it for the next request on a connection
+ * the web server keeps (FCGI_KEEP_CONN).
  *
- * Only once the web server has sent all it will send: a request answered
- * before its body was read (413, a broken Content-Length) keeps the
- * lingering close, and so does an authorizer's (FastCGI 1.0, 6.3: no input
- * stream, but some web servers send its end anyway, and reading for it
- * could wait forever); otherwise the end of the input is read first. From
- * lighttpd it came with the parameters and is in libfcgi's buffer already;
- * other clients send it a moment later, and closing before it came would
- * make their write of it fail. The tick (fcgi_on_tick) bounds that wait.
+ * Only a responder whose body was read whole: a request answered before
+ * its body was read (413, a broken Content-Length) keeps the lingering
+ * close, and so do an authorizer's and a filter's. The reply goes out
+ * first; then the end of the input is read: from lighttpd it came with the
+ * parameters and is in libfcgi's buffer already, other clients send it a
+ * moment later (closing before it came would make their write of it fail),
+ * and one that never sends it is cut off by the tick (fcgi_on_tick).
  */
+#define FCGI_ROLE_RESPONDER 1   /* FastCGI 1.0, section 5.1 (fastcgi.h clashes with our names) */
+
 static void
 fcgi_close_promptly(FCGX_Request *r, int unix_socket, int read_whole)
 {
 	int i;
 
-	if (!unix_socket || !read_whole || r->ipcFd < 0)
+	if (!unix_socket || !read_whole || r->role != FCGI_ROLE_RESPONDER || r->ipcFd < 0)
+		return;
+	/* The reply and END_REQUEST, as FCGX_Finish_r would write them (it closes each once). */
+	if (FCGX_FClose(r->err) != 0 || FCGX_FClose(r->out) != 0)
 		return;
 	/* A few bytes more than the body announced are read and dropped; more, and we linger. */
 	for (i = 0; i < 64; i++) {
@@ -414,11 +430,13 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 			log_warnx("accept failed (%d)", rc);
 			break;
 		}
-		atomic_store_explicit(&watch_busy, 1, memory_order_relaxed);
+		(void)FCGX_Attach(&r);
+		atomic_store(&watch_busy, 1);
 		read_whole = fcgi_handle(&r, c);
-		atomic_store_explicit(&watch_busy, 0, memory_order_relaxed);
+		atomic_store(&watch_busy, 0);
 		fcgi_close_promptly(&r, unix_socket, read_whole);
 		FCGX_Finish_r(&r);
+		atomic_fetch_add(&watch_done, 1);
 		served++;
 	}
 	FCGX_Free(&r, 1);

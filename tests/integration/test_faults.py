@@ -850,6 +850,74 @@ def test_a_connection_slow_to_send_its_first_bytes_is_served(keygate):
         assert r.status == 200 and r.json()["status"] == "ok", r
 
 
+def test_the_reply_does_not_wait_for_the_end_of_input(keygate):
+    """Before closing promptly the worker reads the end of the input (the
+    empty STDIN record); the reply goes out before it waits for that, so a
+    client that sends it late, or never, still has its answer."""
+    kg = keygate.start(workers=1)
+    with FCGIConnection(kg.address, timeout=10) as conn:
+        conn.begin()
+        conn.params(cgi_params("GET", kg.base_path + "/health", None, b"", "127.0.0.1"))
+        # request_timeout is 30 s: without the reply first, this read times out.
+        r = conn.read_response(timeout=5)
+    assert r.status == 200 and r.json()["status"] == "ok", r
+
+
+def test_a_kept_connection_keeps_the_lingering_close_for_an_unread_body(keygate):
+    """On a connection the client keeps (FCGI_KEEP_CONN), a request closed
+    promptly must not leave the next one closed promptly too: a 413,
+    answered before its 400 kB body is read, keeps libfcgi's lingering
+    close, so the client can finish writing the body."""
+    kg = keygate.start(workers=1)
+    body = b"x" * 400000
+    errors = []
+    with FCGIConnection(kg.address, timeout=10) as conn:
+        conn.begin(flags=1)
+        conn.params(cgi_params("GET", kg.base_path + "/health", None, b"", "127.0.0.1"))
+        conn.stdin(b"")
+        assert conn.read_response().status == 200
+        conn.begin(flags=1)
+        conn.params(cgi_params("POST", kg.base_path + "/login", None, body, "127.0.0.1",
+                               content_type="application/json"))
+
+        def write_body():
+            try:
+                for i in range(0, len(body), 32768):
+                    conn.send_raw(fcgi_record(FCGI_STDIN, body[i:i + 32768], conn.req_id))
+                conn.send_raw(fcgi_record(FCGI_STDIN, b"", conn.req_id))
+            except OSError as e:
+                errors.append(repr(e))
+        writer = threading.Thread(target=write_body)
+        writer.start()
+        r = conn.read_response()
+        writer.join(timeout=15)
+    assert r.status == 413, r
+    assert errors == [], errors
+
+
+def test_short_connections_on_one_fd_are_not_taken_for_a_stalled_one(keygate):
+    """The watchdog cuts a connection idle outside a request for longer than
+    request_timeout. Each new connection gets the same fd number, so it
+    must tell connections apart, not fds: a stream of connections that each
+    pause 0.6 s before their parameters, with request_timeout = 1, must all
+    be served."""
+    kg = keygate.start(workers=1, request_timeout=1)
+    params = cgi_params("GET", kg.base_path + "/health", None, b"", "127.0.0.1")
+    failed = []
+    for i in range(8):
+        try:
+            with FCGIConnection(kg.address, timeout=5) as conn:
+                conn.begin()
+                time.sleep(0.6)
+                conn.params(params)
+                conn.stdin(b"")
+                r = conn.read_response()
+                assert r.status == 200, r
+        except OSError as e:
+            failed.append((i, repr(e)))
+    assert failed == [], failed
+
+
 @pytest.mark.skipif(os.environ.get("KG_SANITIZERS") == "1",
                     reason="LeakSanitizer cannot work under ptrace")
 def test_unix_socket_connections_close_without_lingering(keygate):
