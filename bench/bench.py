@@ -759,8 +759,8 @@ def main():
         me_requests = 0
 
         # -- GET /me and its ceilings, interleaved per connection count --------
-        # keygate and fcgi_hello take turns in short loads (me, hello,
-        # hello, me, ...): the machine's speed drifts (other guests, turbo),
+        # keygate and the two fcgi_hello pools take turns in short loads (me,
+        # hello, prompt; hello, prompt, me; ...): the machine's speed drifts (other guests, turbo),
         # and two loads side by side see the same drift. Each pair gives a
         # ratio; me_vs_transport is the median of them, and a rate the
         # median of its loads. pgbench (a different stack, no ratio taken
@@ -776,8 +776,9 @@ def main():
                 for k in range(pairs):
                     order = [("me", me_url, roles_kg), ("hello", hello_url, roles_hello),
                              ("hello_prompt", prompt_url, roles_prompt)]
-                    if k % 2:
-                        order.reverse()
+                    # Rotated turn by turn, so that each load is next to
+                    # each other one as often.
+                    order = order[k % 3:] + order[:k % 3]
                     pair = {}
                     for name, url, roles in order:
                         if name == "me":
