@@ -228,7 +228,7 @@ cache_lookup(const char *key, struct db_token *row)
 	 * Looked for on every check (one poll(2)), so that a revocation from
 	 * the command line or another host counts from the moment it arrives.
 	 */
-	pending = db_revocations_pending();
+	pending = db_revocations_pending(ticket_ms);
 	if (pending > 0)
 		scoreboard_epoch_bump();
 	ticket_epoch = scoreboard_epoch();
@@ -364,7 +364,7 @@ cache_store(const char *key, const struct db_token *row)
 
 	if (cache_n < CACHE_WAYS)
 		return;
-	if ((pending = db_revocations_pending()) != 0) {
+	if ((pending = db_revocations_pending(kg_monotonic_ms())) != 0) {
 		if (pending > 0)
 			scoreboard_epoch_bump();
 		return;

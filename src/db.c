@@ -345,10 +345,9 @@ out:
 }
 
 int
-db_revocations_pending(void)
+db_revocations_pending(long long now_ms)
 {
 	PGnotify *n;
-	long long now;
 	int any = 0, i;
 
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
@@ -360,8 +359,7 @@ db_revocations_pending(void)
 	 * second from the cache would otherwise spend a system call on each,
 	 * and a notification is already milliseconds on its way.
 	 */
-	now = kg_monotonic_ms();
-	for (i = 0; i < 8 && now != db.polled_ms; i++) {
+	for (i = 0; i < 8 && now_ms != db.polled_ms; i++) {
 		struct pollfd p = { PQsocket(db.conn), POLLIN, 0 };
 
 		if (poll(&p, 1, 0) <= 0)
@@ -369,7 +367,7 @@ db_revocations_pending(void)
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
 			return -1;
 	}
-	db.polled_ms = now;
+	db.polled_ms = now_ms;
 	db_refresh_collect(0);
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;

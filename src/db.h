@@ -85,9 +85,10 @@ enum kg_err db_ping(void) KG_MUSTCHECK;
 /*
  * Sessions ended elsewhere since the last call: 1 when a notification
  * arrived, 0 when none did, -1 when the connection is down (nobody can
- * tell). Never blocks.
+ * tell). Never blocks. now_ms is the caller's monotonic clock: the socket
+ * is looked at once per millisecond at most.
  */
-int db_revocations_pending(void);
+int db_revocations_pending(long long now_ms);
 
 /*
  * Monotonic ms since which the current connection has been listening for

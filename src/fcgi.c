@@ -297,10 +297,7 @@ out:
 	}
 }
 
-/*
- * Handle one request; nonzero when it was a responder's whose body was read
- * whole (only the end-of-input record may be left).
- */
+/* Handle one request; nonzero when its body was read whole (only the end-of-input record may be left). */
 static int
 fcgi_handle(FCGX_Request *r, const struct conf *c)
 {
@@ -334,8 +331,8 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 		log_info("%s %s %d %lldms", req.method_name ? req.method_name : "-", req.path,
 		    resp.status, ms);
 	/* -1: no Content-Length, no body; -2: a broken one, whose body is left. */
-	read_whole = !req.authorizer && (req.content_length == 0 || req.content_length == -1 ||
-	    (req.content_length > 0 && req.body_len == (size_t)req.content_length));
+	read_whole = req.content_length == 0 || req.content_length == -1 ||
+	    (req.content_length > 0 && req.body_len == (size_t)req.content_length);
 	request_free(&req);
 	response_free(&resp);
 	json_arena_reset();
