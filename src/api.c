@@ -5,6 +5,7 @@
 #include "addr.h"
 #include "api.h"
 #include "auth.h"
+#include "hashslot.h"
 #include "conf.h"
 #include "db.h"
 #include "http.h"
@@ -244,9 +245,13 @@ api_health(struct request *req, struct response *resp)
 enum kg_err
 api_status(struct request *req, struct response *resp)
 {
+	struct json_obj *o;
+
 	if (!addr_list_match(&api_status_allow, req->remote_addr))
 		return KG_EFORBIDDEN;
-	scoreboard_report(api_ok(resp, 200));
+	o = api_ok(resp, 200);
+	scoreboard_report(o);
+	hashslot_report(o);
 	return KG_OK;
 }
 

@@ -72,6 +72,7 @@ static const struct conf_key conf_table[] = {
 	{ "argon2_memory", CT_LONG, O(argon2_memory), 0, "19456", 8, 4194304, NULL },
 	{ "argon2_iterations", CT_INT, O(argon2_iterations), 0, "2", 1, 64, NULL },
 	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL },
+	{ "hash_concurrency", CT_INT, O(hash_concurrency), 0, "0", 0, 1024, NULL },
 	{ "max_tokens_per_user", CT_INT, O(max_tokens_per_user), 0, "10", 1, 10000, NULL },
 	{ "token_idle_timeout", CT_DURATION, O(token_idle_timeout), 0, "30m", 1, 31536000, NULL },
 	{ "token_lifetime", CT_DURATION, O(token_lifetime), 0, "12h", 1, 31536000, NULL },

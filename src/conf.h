@@ -42,6 +42,7 @@ struct conf {
 	long argon2_memory;               /* KiB */
 	int argon2_iterations;
 	int argon2_parallelism;
+	int hash_concurrency;             /* hashes at once in the pool, 0 = one per CPU */
 	/* tokens */
 	int max_tokens_per_user;
 	int token_idle_timeout;           /* seconds */

@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "db.h"
 #include "fcgi.h"
+#include "hashslot.h"
 #include "log.h"
 #include "master.h"
 #include "password.h"
@@ -467,11 +468,12 @@ master_reload(const char *conf_file, struct conf *c)
 		return;
 	}
 	if (strcmp(next.listen, c->listen) != 0 || next.backlog != c->backlog ||
-	    strcmp(next.user, c->user) != 0)
-		log_warnx("reload: listen, backlog and user change only on restart");
+	    strcmp(next.user, c->user) != 0 || next.hash_concurrency != c->hash_concurrency)
+		log_warnx("reload: listen, backlog, user and hash_concurrency change only on restart");
 	memcpy(next.listen, c->listen, sizeof(next.listen));
 	next.backlog = c->backlog;
 	memcpy(next.user, c->user, sizeof(next.user));
+	next.hash_concurrency = c->hash_concurrency;
 	if (master_configure(&next) != KG_OK) {
 		log_error("reload failed, keeping the old configuration");
 		if (master_configure(c) != KG_OK)
@@ -572,6 +574,10 @@ master_run(const char *conf_file, struct conf *c)
 		rc = worker_main(c, slot);
 		goto out;
 	}
+	if (hashslot_init(c->hash_concurrency) != KG_OK) {
+		log_warn("hash slots");
+		goto out;
+	}
 	/* The master handles its signals synchronously in master_loop. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -584,6 +590,7 @@ master_run(const char *conf_file, struct conf *c)
 	rc = master_loop(conf_file, c);
 	log_info("stopped");
 out:
+	hashslot_destroy();
 	if (unix_path[0] != '\0')
 		(void)unlink(unix_path);
 	return rc;

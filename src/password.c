@@ -23,6 +23,7 @@
 #include <unistr.h>
 
 #include "crypto.h"
+#include "hashslot.h"
 #include "password.h"
 
 #define SALT_LEN 16
@@ -386,8 +387,10 @@ password_hash(const char *pw, size_t len, char *out, size_t outsz)
 		goto out;
 	if ((err = crypto_random(salt, sizeof(salt))) != KG_OK)
 		goto out;
+	hashslot_take();
 	rc = argon2id_hash_encoded(state.iterations, state.memory_kib, state.parallelism,
 	    pw, len, salt, sizeof(salt), HASH_LEN, out, outsz);
+	hashslot_give();
 	if (rc != ARGON2_OK) {
 		err = rc == ARGON2_MEMORY_ALLOCATION_ERROR ? KG_ENOMEM : KG_ESYS;
 		goto out;
@@ -406,7 +409,9 @@ password_verify(const char *hash, const char *pw, size_t len)
 
 	if (hash == NULL || (pw == NULL && len > 0))
 		return KG_EAUTH;
+	hashslot_take();
 	rc = argon2id_verify(hash, pw, len);
+	hashslot_give();
 	if (rc == ARGON2_OK)
 		return KG_OK;
 	/* Our failure, not the caller's: do not call it a wrong password. */

@@ -190,6 +190,12 @@ def children_of(pid):
     return sorted(p for p, ppid, _ in live_processes() if ppid == pid)
 
 
+def sysv_semaphores():
+    """Ids of the System V semaphore sets on the machine (/proc/sysvipc/sem)."""
+    with open("/proc/sysvipc/sem") as f:
+        return {int(line.split()[1]) for line in f.readlines()[1:] if line.strip()}
+
+
 def pid_alive(pid):
     """True while pid exists and is not a zombie."""
     try:

@@ -124,6 +124,7 @@ test_defaults(void **state)
 	assert_int_equal(c.argon2_memory, 19456);
 	assert_int_equal(c.argon2_iterations, 2);
 	assert_int_equal(c.argon2_parallelism, 1);
+	assert_int_equal(c.hash_concurrency, 0);
 	assert_int_equal(c.max_tokens_per_user, 10);
 	assert_int_equal(c.token_idle_timeout, 30 * 60);
 	assert_int_equal(c.token_lifetime, 12 * 3600);
@@ -650,7 +651,7 @@ static const char *const known_keys[] = {
 	"status_allow", "base_path", "max_body", "log_target", "log_level",
 	"database", "db_connect_timeout", "statement_timeout", "db_retry_max",
 	"migrations_dir", "password_min_length", "common_passwords", "argon2_memory",
-	"argon2_iterations", "argon2_parallelism", "max_tokens_per_user",
+	"argon2_iterations", "argon2_parallelism", "hash_concurrency", "max_tokens_per_user",
 	"token_idle_timeout", "token_lifetime", "remember_idle_timeout",
 	"remember_lifetime", "touch_interval", "token_cache_size", "token_cache_ttl",
 	"login_max_failures", "login_failure_window", "login_delay", "login_max_delay",
