@@ -305,7 +305,7 @@ auth_register(const char *username, const char *email, const char *password, siz
 }
 
 enum kg_err
-auth_check_password(const char *username, const char *password, size_t pwlen, struct db_user *u)
+auth_check_password(enum kg_err lookup, const char *password, size_t pwlen, struct db_user *u)
 {
 	char *norm = NULL;
 	size_t normlen = 0;
@@ -316,7 +316,7 @@ auth_check_password(const char *username, const char *password, size_t pwlen, st
 		return KG_EINPUT;
 	if ((err = password_normalize(password, pwlen, &norm, &normlen)) != KG_OK)
 		goto out;
-	err = auth_username_valid(username) ? db_user_by_name(username, u) : KG_ENOTFOUND;
+	err = lookup;
 	if (err == KG_ENOTFOUND) {
 		/* Same Argon2 cost as for a real user: timing says nothing about existence. */
 		err = password_verify_dummy(norm, normlen);
@@ -379,20 +379,18 @@ auth_subject(const char *username, char *out, size_t outsz)
 	out[i] = '\0';
 }
 
-/* Count this attempt against the address, then the account. */
+/*
+ * Count this attempt against the address, then the account, and look the
+ * account up, in one statement. Returns KG_ETHROTTLED or KG_EDB (nothing
+ * to check), else the lookup's result for auth_check_password: KG_OK with
+ * *u, or KG_ENOTFOUND.
+ */
 static enum kg_err
-auth_login_reserve(const char *subject, struct auth_client *cl)
+auth_login_begin(const char *username, const char *subject, struct auth_client *cl,
+    struct db_user *u)
 {
-	enum kg_err err;
-
-	if (auth_has_ip(cl) &&
-	    (err = db_throttle_reserve("addr", cl->ip, &auth_conf.addr, &cl->retry_after)) != KG_OK)
-		return err;
-	err = db_throttle_reserve("user", subject, &auth_conf.user, &cl->retry_after);
-	if (err != KG_OK && auth_has_ip(cl) &&
-	    db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK)
-		log_warnx("could not release a login attempt");
-	return err;
+	return db_login_begin(auth_has_ip(cl) ? cl->ip : NULL, subject, &auth_conf.addr,
+	    &auth_conf.user, auth_username_valid(username) ? username : NULL, u, &cl->retry_after);
 }
 
 enum kg_err
@@ -416,12 +414,12 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	if (pwlen > PASSWORD_MAX_BYTES)
 		return KG_EINPUT;
 	auth_subject(username, subject, sizeof(subject));
-	if ((err = auth_login_reserve(subject, cl)) != KG_OK) {
-		if (err == KG_ETHROTTLED)
-			auth_event("login_throttled", 0, username, cl);
+	err = auth_login_begin(username, subject, cl, &u);
+	if (err == KG_ETHROTTLED)
+		auth_event("login_throttled", 0, username, cl);
+	if (err != KG_OK && err != KG_ENOTFOUND)
 		return err;
-	}
-	err = auth_check_password(username, password, pwlen, &u);
+	err = auth_check_password(err, password, pwlen, &u);
 	if (err == KG_EAUTH)
 		auth_event("login_failed", u.id, username, cl);
 	if (err != KG_OK)
@@ -442,8 +440,8 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	nt.user_agent = cl != NULL ? cl->user_agent : NULL;
 	/*
 	 * One statement writes the token and everything a success changes
-	 * (throttle rows, trimming, the login_ok event): a login costs the
-	 * database two round trips besides its lookup, not seven.
+	 * (throttle rows, trimming, the login_ok event): with login_begin, a
+	 * login costs the database two round trips, not eight.
 	 */
 	memset(&fin, 0, sizeof(fin));
 	fin.token = &nt;
@@ -555,9 +553,10 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 	/* A stolen token must not become a way to guess the password. */
 	(void)snprintf(name, sizeof(name), "%s", u.username);
 	auth_subject(name, subject, sizeof(subject));
-	if ((err = auth_login_reserve(subject, cl)) != KG_OK)
+	err = auth_login_begin(name, subject, cl, &u);
+	if (err != KG_OK && err != KG_ENOTFOUND)
 		return err;
-	if ((err = auth_check_password(name, current, curlen, &u)) != KG_OK) {
+	if ((err = auth_check_password(err, current, curlen, &u)) != KG_OK) {
 		if (err == KG_EAUTH)
 			auth_event("login_failed", user_id, name, cl);
 		return err;

@@ -82,11 +82,12 @@ enum kg_err auth_register(const char *username, const char *email, const char *p
     struct auth_field_error *fe) KG_MUSTCHECK;
 
 /*
- * Check username and password; the same cost and the same KG_EAUTH whether
+ * Check a password against the account a lookup found (lookup KG_OK, *u)
+ * or did not (KG_ENOTFOUND); the same cost and the same KG_EAUTH whether
  * the user is unknown, disabled or the password is wrong. Rehashes on
  * success when the parameters changed.
  */
-enum kg_err auth_check_password(const char *username, const char *password, size_t pwlen,
+enum kg_err auth_check_password(enum kg_err lookup, const char *password, size_t pwlen,
     struct db_user *u) KG_MUSTCHECK;
 
 /*

@@ -27,8 +27,26 @@
 	" k.idle_timeout_s, u.email, " TS("u.created_at") \
 	" FROM api_keys k JOIN users u ON u.id = k.user_id" \
 	" WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k")
-#define THROTTLE_EXPIRED "t.window_start <= now() - make_interval(secs => $3)"
-#define THROTTLE_NEXT "(CASE WHEN " THROTTLE_EXPIRED " THEN 1 ELSE t.attempts + 1 END)"
+/*
+ * Counting an attempt against a throttle row: the first attempt (blocked at
+ * once when the limit is 1), then, on the row already there, attempts
+ * (window w, limit m, first delay b, longest delay x: parameters) unless
+ * the row is blocked. The delay doubles with each attempt past the limit.
+ */
+#define THROTTLE_FIRST(m, b) "CASE WHEN 1 >= " m "::int THEN now() + make_interval(secs => " b ") END"
+#define THROTTLE_EXPIRED(w) "t.window_start <= now() - make_interval(secs => " w ")"
+#define THROTTLE_NEXT(w) "(CASE WHEN " THROTTLE_EXPIRED(w) " THEN 1 ELSE t.attempts + 1 END)"
+#define THROTTLE_COUNT(w, m, b, x) \
+	" ON CONFLICT (scope, subject) DO UPDATE SET" \
+	"  attempts = " THROTTLE_NEXT(w) "," \
+	"  window_start = CASE WHEN " THROTTLE_EXPIRED(w) " THEN now() ELSE t.window_start END," \
+	"  blocked_until = CASE WHEN " THROTTLE_NEXT(w) " >= " m "::int THEN now() + least(" \
+	"   make_interval(secs => " x "), make_interval(secs => " b ")" \
+	"   * power(2, least(" THROTTLE_NEXT(w) " - " m "::int, 30))) END" \
+	" WHERE t.blocked_until IS NULL OR t.blocked_until <= now()"
+#define THROTTLE_INSERT "INSERT INTO throttle AS t (scope, subject, attempts, window_start, blocked_until)"
+#define USER_ROW(u) u ".id, " u ".username, " u ".email, " u ".password_hash, " u ".disabled, " \
+	TS(u ".created_at")
 /*
  * Statements that end sessions tell every listening worker (on every host)
  * in the same statement, so the notification is sent exactly when the
@@ -53,6 +71,7 @@ enum db_stmt {
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
 	ST_THROTTLE_RESERVE,
+	ST_LOGIN_BEGIN,
 	ST_THROTTLE_WAIT,
 	ST_THROTTLE_CLEAR,
 	ST_THROTTLE_RELEASE,
@@ -77,11 +96,9 @@ static const struct {
 	[ST_USER_INSERT] = { "user_insert", 3,
 	    "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3) RETURNING id" },
 	[ST_USER_BY_NAME] = { "user_by_name", 1,
-	    "SELECT id, username, email, password_hash, disabled, " TS("created_at")
-	    " FROM users WHERE lower(username) = lower($1)" },
+	    "SELECT " USER_ROW("u") " FROM users u WHERE lower(u.username) = lower($1)" },
 	[ST_USER_BY_ID] = { "user_by_id", 1,
-	    "SELECT id, username, email, password_hash, disabled, " TS("created_at")
-	    " FROM users WHERE id = $1" },
+	    "SELECT " USER_ROW("u") " FROM users u WHERE u.id = $1" },
 	/* One statement, so that no old token outlives a committed password change. */
 	[ST_USER_SET_PASSWORD] = { "user_set_password", 3,
 	    "WITH u AS (UPDATE users SET password_hash = $2, password_changed_at = now()"
@@ -154,16 +171,26 @@ static const struct {
 	 * with each attempt past the limit.
 	 */
 	[ST_THROTTLE_RESERVE] = { "throttle_reserve", 6,
-	    "INSERT INTO throttle AS t (scope, subject, attempts, window_start, blocked_until)"
-	    " VALUES ($1, $2, 1, now(), CASE WHEN 1 >= $4::int THEN now() + make_interval(secs => $5) END)"
-	    " ON CONFLICT (scope, subject) DO UPDATE SET"
-	    "  attempts = " THROTTLE_NEXT ","
-	    "  window_start = CASE WHEN " THROTTLE_EXPIRED " THEN now() ELSE t.window_start END,"
-	    "  blocked_until = CASE WHEN " THROTTLE_NEXT " >= $4::int THEN now() + least("
-	    "   make_interval(secs => $6), make_interval(secs => $5)"
-	    "   * power(2, least(" THROTTLE_NEXT " - $4::int, 30))) END"
-	    " WHERE t.blocked_until IS NULL OR t.blocked_until <= now()"
-	    " RETURNING t.attempts" },
+	    THROTTLE_INSERT " VALUES ($1, $2, 1, now(), " THROTTLE_FIRST("$4", "$5") ")"
+	    THROTTLE_COUNT("$3", "$4", "$5", "$6") " RETURNING t.attempts" },
+	/*
+	 * Everything a login needs before its hash, in one statement (one
+	 * round trip, one commit): an attempt counted against the address $1
+	 * (none when NULL; rule $3-$6), then, only if the address was not
+	 * blocked, against the account $2 (rule $7-$10), and the user $11 read.
+	 * Returns whether each was counted, and the user's row (NULLs when
+	 * there is none).
+	 */
+	[ST_LOGIN_BEGIN] = { "login_begin", 11,
+	    "WITH a AS (" THROTTLE_INSERT
+	    " SELECT 'addr', $1, 1, now(), " THROTTLE_FIRST("$4", "$5") " WHERE $1::text IS NOT NULL"
+	    THROTTLE_COUNT("$3", "$4", "$5", "$6") " RETURNING 1),"
+	    " c AS (" THROTTLE_INSERT
+	    " SELECT 'user', $2, 1, now(), " THROTTLE_FIRST("$8", "$9")
+	    " WHERE $1::text IS NULL OR EXISTS (SELECT 1 FROM a)"
+	    THROTTLE_COUNT("$7", "$8", "$9", "$10") " RETURNING 1)"
+	    " SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM a), EXISTS (SELECT 1 FROM c), "
+	    USER_ROW("u") " FROM (SELECT 1) o LEFT JOIN users u ON lower(u.username) = lower($11)" },
 	[ST_THROTTLE_WAIT] = { "throttle_wait", 2,
 	    "SELECT greatest(1, ceil(extract(epoch FROM blocked_until - now())))::bigint"
 	    " FROM throttle WHERE scope = $1 AND subject = $2 AND blocked_until > now()" },
@@ -525,6 +552,23 @@ out:
 	return err;
 }
 
+/* A USER_ROW() from column col of res's first row; KG_ENOTFOUND when it is NULL. */
+static enum kg_err
+db_user_row(const PGresult *res, int col, struct db_user *u)
+{
+	memset(u, 0, sizeof(*u));
+	if (PQntuples(res) != 1 || PQnfields(res) < col + 6 || PQgetisnull(res, 0, col))
+		return KG_ENOTFOUND;
+	u->id = strtoll(PQgetvalue(res, 0, col), NULL, 10);
+	db_copy(u->username, sizeof(u->username), res, 0, col + 1);
+	u->has_email = !PQgetisnull(res, 0, col + 2);
+	db_copy(u->email, sizeof(u->email), res, 0, col + 2);
+	db_copy(u->password_hash, sizeof(u->password_hash), res, 0, col + 3);
+	u->disabled = PQgetvalue(res, 0, col + 4)[0] == 't';
+	db_copy(u->created_at, sizeof(u->created_at), res, 0, col + 5);
+	return KG_OK;
+}
+
 static enum kg_err
 db_user_fetch(enum db_stmt s, const char *param, struct db_user *u)
 {
@@ -533,20 +577,8 @@ db_user_fetch(enum db_stmt s, const char *param, struct db_user *u)
 	enum kg_err err;
 
 	memset(u, 0, sizeof(*u));
-	if ((err = db_exec(s, params, 1, &res, NULL, 0)) != KG_OK)
-		goto out;
-	if (PQntuples(res) != 1) {
-		err = KG_ENOTFOUND;
-		goto out;
-	}
-	u->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	db_copy(u->username, sizeof(u->username), res, 0, 1);
-	u->has_email = !PQgetisnull(res, 0, 2);
-	db_copy(u->email, sizeof(u->email), res, 0, 2);
-	db_copy(u->password_hash, sizeof(u->password_hash), res, 0, 3);
-	u->disabled = PQgetvalue(res, 0, 4)[0] == 't';
-	db_copy(u->created_at, sizeof(u->created_at), res, 0, 5);
-out:
+	if ((err = db_exec(s, params, 1, &res, NULL, 0)) == KG_OK)
+		err = db_user_row(res, 0, u);
 	PQclear(res);
 	return err;
 }
@@ -846,31 +878,87 @@ db_fmt_ll(char *buf, size_t sz, long long v)
 	(void)snprintf(buf, sz, "%lld", v);
 }
 
+/* A rule as the four text parameters of THROTTLE_COUNT; buf holds them. */
+static void
+db_throttle_params(const struct db_throttle_rule *r, char buf[4][24], const char **params)
+{
+	db_fmt_ll(buf[0], sizeof(buf[0]), r->window_s);
+	db_fmt_ll(buf[1], sizeof(buf[1]), r->max);
+	db_fmt_ll(buf[2], sizeof(buf[2]), r->delay_s);
+	db_fmt_ll(buf[3], sizeof(buf[3]), r->max_delay_s);
+	params[0] = buf[0];
+	params[1] = buf[1];
+	params[2] = buf[2];
+	params[3] = buf[3];
+}
+
+/* (scope, subject) is blocked: KG_ETHROTTLED, with the seconds left (at least 1). */
+static enum kg_err
+db_throttled(const char *scope, const char *subject, long *retry_after)
+{
+	const char *params[2] = { scope, subject };
+	PGresult *res = NULL;
+
+	*retry_after = 1;
+	if (db_exec(ST_THROTTLE_WAIT, params, 1, &res, NULL, 0) == KG_OK && PQntuples(res) == 1)
+		*retry_after = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return KG_ETHROTTLED;
+}
+
 enum kg_err
 db_throttle_reserve(const char *scope, const char *subject, const struct db_throttle_rule *r,
     long *retry_after)
 {
-	char w[24], m[24], b[24], x[24];
-	const char *params[6] = { scope, subject, w, m, b, x };
-	const char *wparams[2] = { scope, subject };
+	char rule[4][24];
+	const char *params[6] = { scope, subject };
 	PGresult *res = NULL;
 	enum kg_err err;
 
 	*retry_after = 0;
-	db_fmt_ll(w, sizeof(w), r->window_s);
-	db_fmt_ll(m, sizeof(m), r->max);
-	db_fmt_ll(b, sizeof(b), r->delay_s);
-	db_fmt_ll(x, sizeof(x), r->max_delay_s);
-	if ((err = db_exec(ST_THROTTLE_RESERVE, params, 1, &res, NULL, 0)) != KG_OK)
-		goto out;
-	if (PQntuples(res) == 1)
-		goto out;
+	db_throttle_params(r, rule, params + 2);
+	if ((err = db_exec(ST_THROTTLE_RESERVE, params, 1, &res, NULL, 0)) == KG_OK &&
+	    PQntuples(res) != 1)
+		err = db_throttled(scope, subject, retry_after);
 	PQclear(res);
-	res = NULL;
-	err = KG_ETHROTTLED;
-	*retry_after = 1;
-	if (db_exec(ST_THROTTLE_WAIT, wparams, 1, &res, NULL, 0) == KG_OK && PQntuples(res) == 1)
-		*retry_after = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	return err;
+}
+
+enum kg_err
+db_login_begin(const char *addr, const char *subject, const struct db_throttle_rule *addr_rule,
+    const struct db_throttle_rule *user_rule, const char *username, struct db_user *u,
+    long *retry_after)
+{
+	char arule[4][24], urule[4][24], m[24];
+	const char *params[11] = { addr, subject };
+	const char *rparams[3] = { "addr", addr, m };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	*retry_after = 0;
+	memset(u, 0, sizeof(*u));
+	db_throttle_params(addr_rule, arule, params + 2);
+	db_throttle_params(user_rule, urule, params + 6);
+	params[10] = username;
+	if ((err = db_exec(ST_LOGIN_BEGIN, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ESYS;
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] != 't') {
+		err = db_throttled("addr", addr, retry_after);
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 1)[0] != 't') {
+		/* The account is blocked: this was no attempt against the address. */
+		db_fmt_ll(m, sizeof(m), addr_rule->max);
+		if (addr != NULL && db_change(ST_THROTTLE_RELEASE, rparams, NULL) != KG_OK)
+			log_warnx("could not release a login attempt");
+		err = db_throttled("user", subject, retry_after);
+		goto out;
+	}
+	err = username != NULL ? db_user_row(res, 2, u) : KG_ENOTFOUND;
 out:
 	PQclear(res);
 	return err;

@@ -178,6 +178,17 @@ struct db_throttle_rule {
  */
 enum kg_err db_throttle_reserve(const char *scope, const char *subject,
     const struct db_throttle_rule *r, long *retry_after) KG_MUSTCHECK;
+/*
+ * Before a login's hash, in one statement: count the attempt against the
+ * address addr (NULL: none), then, unless that is blocked, against the
+ * account subject, and read the user username (NULL: none). KG_ETHROTTLED
+ * with *retry_after when either is blocked (an attempt counted against the
+ * address is then given back); KG_ENOTFOUND when counted but there is no
+ * such user; KG_OK with *u.
+ */
+enum kg_err db_login_begin(const char *addr, const char *subject,
+    const struct db_throttle_rule *addr_rule, const struct db_throttle_rule *user_rule,
+    const char *username, struct db_user *u, long *retry_after) KG_MUSTCHECK;
 /* Forget a subject's attempts (a successful login clears its account). */
 enum kg_err db_throttle_clear(const char *scope, const char *subject) KG_MUSTCHECK;
 /* Give back one attempt that was not a failure. */

@@ -16,6 +16,7 @@ block these. Per-address behaviour is driven with direct FastCGI requests
 import concurrent.futures
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -371,6 +372,51 @@ def test_successful_logins_do_not_count_against_the_address(keygate, pg):
     assert throttle_row(pg, "addr", c)[:2] == (2, False)
     assert_401(fc_login(kg, uname(), "bad 3", addr=c))   # the 3rd failure
     assert_429(fc_login(kg, name, pw, addr=c), 60)
+
+
+def test_a_blocked_account_does_not_count_against_the_address(keygate, pg):
+    """The address is counted first, the account second, in one statement;
+    an attempt the account's block refuses is given back to the address, so
+    that guessing at one blocked account cannot lock its address out."""
+    kg = keygate.start(workers=2, login_max_failures=2, login_max_per_address=4,
+                       login_failure_window=60, join_max_per_address=1000000)
+    name, pw, _ = fc_join(kg)
+    other, other_pw, _ = fc_join(kg)
+    c = rand_addr()
+    assert_401(fc_login(kg, name, "bad 1", addr=c))
+    assert_401(fc_login(kg, name, "bad 2", addr=c))
+    assert throttle_row(pg, "user", name.lower())[:2] == (2, True)
+    for _ in range(5):
+        assert_429(fc_login(kg, name, pw, addr=c), 30)
+    assert throttle_row(pg, "addr", c)[:2] == (2, False)
+    assert fc_login(kg, other, other_pw, addr=c).status == 200
+
+
+def test_a_login_sends_two_statements(keygate, pg):
+    """Before its hash a login needs its attempt counted against the address
+    and the account, and the account read: one statement (the round trips
+    of the login's own time, not the hash's). After it, one more writes the
+    token. PostgreSQL's statement log shows what each worker executed."""
+    kg = None
+    pg.query("ALTER DATABASE %s SET log_statement = 'all'" % pg.dbname)
+    try:
+        kg = keygate.start(workers=1, login_failure_window=60, **NO_ADDR_LIMITS)
+        name, pw, _ = fc_join(kg)
+        assert fc_login(kg, name, pw, addr=rand_addr()).status == 200
+        start = len(pg.log())
+        assert fc_login(kg, name, pw, addr=rand_addr()).status == 200
+        assert_401(fc_login(kg, name, "not " + pw, addr=rand_addr()))
+        assert_401(fc_login(kg, uname(), pw, addr=rand_addr()))
+        executed = re.findall(r"LOG:  execute (\w+)", pg.log()[start:])
+    finally:
+        pg.query("ALTER DATABASE %s RESET log_statement" % pg.dbname)
+        if kg is not None:
+            kg.stop()
+    # The good login, then two failures: the second statement of a failure
+    # records its event (login_failed).
+    assert executed == ["login_begin", "login_finish",
+                        "login_begin", "event_insert",
+                        "login_begin", "event_insert"], executed
 
 
 def test_join_max_per_address(keygate, pg):
