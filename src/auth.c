@@ -381,9 +381,9 @@ auth_subject(const char *username, char *out, size_t outsz)
 
 /*
  * Count this attempt against the address, then the account, and look the
- * account up, in one statement. Returns KG_ETHROTTLED or KG_EDB (nothing
- * to check), else the lookup's result for auth_check_password: KG_OK with
- * *u, or KG_ENOTFOUND.
+ * account up, in one statement. Returns the lookup's result for
+ * auth_check_password, KG_OK with *u or KG_ENOTFOUND; anything else
+ * (KG_ETHROTTLED, KG_EDB, ...) leaves nothing to check.
  */
 static enum kg_err
 auth_login_begin(const char *username, const char *subject, struct auth_client *cl,

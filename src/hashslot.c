@@ -43,13 +43,16 @@ hashslot_cpus(void)
 }
 
 enum kg_err
-hashslot_init(int n)
+hashslot_init(int n, int lanes)
 {
 	union hashslot_semun arg;
 	int id;
 
+	/* A hash of p lanes runs p threads: one per core between them all. */
 	if (n <= 0)
-		n = hashslot_cpus();
+		n = hashslot_cpus() / (lanes > 1 ? lanes : 1);
+	if (n < 1)
+		n = 1;
 	if ((id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600)) < 0)
 		return KG_ESYS;
 	arg.val = n;
@@ -74,7 +77,11 @@ hashslot_destroy(void)
 static int
 hashslot_op(short delta)
 {
-	struct sembuf op = { 0, delta, SEM_UNDO };
+	struct sembuf op;
+
+	op.sem_num = 0;
+	op.sem_op = delta;
+	op.sem_flg = SEM_UNDO;
 
 	while (semop(hashslot_id, &op, 1) != 0) {
 		if (errno == EINTR)

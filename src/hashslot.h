@@ -12,11 +12,13 @@
 struct json_obj;
 
 /*
- * Master, before forking: n slots (0: one per CPU this process may run
- * on). Until then, and in a process that never called it (single-process
- * mode, the command line), hashslot_take and hashslot_give do nothing.
+ * Master, before forking: n slots (0: one per lanes CPUs this process may
+ * run on, at least one; lanes is argon2_parallelism, the threads of one
+ * hash). Until then, and in a process that never called it or whose
+ * slots were removed from outside (single-process mode, the command line,
+ * ipcrm), hashslot_take and hashslot_give do nothing.
  */
-enum kg_err hashslot_init(int n) KG_MUSTCHECK;
+enum kg_err hashslot_init(int n, int lanes) KG_MUSTCHECK;
 /* Master, at exit: remove the slots. */
 void hashslot_destroy(void);
 

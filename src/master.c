@@ -574,10 +574,9 @@ master_run(const char *conf_file, struct conf *c)
 		rc = worker_main(c, slot);
 		goto out;
 	}
-	if (hashslot_init(c->hash_concurrency) != KG_OK) {
-		log_warn("hash slots");
-		goto out;
-	}
+	/* A limit for speed, not safety: without it the pool still serves. */
+	if (hashslot_init(c->hash_concurrency, c->argon2_parallelism) != KG_OK)
+		log_warn("hash slots: semget; hashing without a limit");
 	/* The master handles its signals synchronously in master_loop. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);

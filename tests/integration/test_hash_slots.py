@@ -9,6 +9,7 @@ use, and workers waiting for one. Every wait is bounded.
 
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -58,6 +59,31 @@ def test_status_reports_one_slot_per_cpu_by_default(keygate):
     kg = keygate.start(workers=2)
     s = slots(kg)
     assert s == {"size": len(os.sched_getaffinity(0)), "in_use": 0, "waiting": 0}, s
+
+
+def test_a_hash_of_several_lanes_takes_as_many_cpus(keygate):
+    """argon2_parallelism = p runs p threads per hash: one slot per p CPUs."""
+    kg = keygate.start(workers=2, argon2_parallelism=2)
+    s = slots(kg)
+    assert s["size"] == max(1, len(os.sched_getaffinity(0)) // 2), s
+    kg.stop()
+    kg = keygate.start(workers=2, argon2_parallelism=2, hash_concurrency=3)
+    assert slots(kg)["size"] == 3
+
+
+def test_slots_removed_from_outside_leave_logins_working(keygate):
+    """ipcrm (or logind's RemoveIPC) takes the semaphore away: each worker
+    says so once and hashes without a limit; nothing fails."""
+    before = kgharness.sysv_semaphores()
+    kg = keygate.start(workers=2, hash_concurrency=1, login_max_failures=1000,
+                       login_max_per_address=1000000, join_max_per_address=1000000)
+    (mine,) = kgharness.sysv_semaphores() - before
+    subprocess.run(["ipcrm", "-s", str(mine)], check=True)
+    name = new_user(kg)
+    for _ in range(4):
+        r = kg.fcgi("POST", "/login", body={"username": name, "password": PASSWORD}, timeout=T)
+        assert r.status == 200, r.text
+    assert "hash slots: semop" in kg.log()
 
 
 def test_logins_beyond_hash_concurrency_wait_for_a_slot(keygate):
