@@ -446,9 +446,16 @@ cache_claim_touch(const char *key, long long seen, long long now)
 		return 1;
 	if ((e = cache_find(key, p, &tag)) == NULL || (s = cache_lock(e)) < 0)
 		return 0;
-	/* Under the lock: still this key, and no other worker claimed the write. */
+	/*
+	 * Under the lock: still this key, and no other worker claimed the write.
+	 * The write's answer renews the entry as a refresh's would: it counts
+	 * as the entry's refresh out (cache_refresh_due), so that a request on
+	 * another worker in the meantime, finding the entry in its last
+	 * quarter, does not send a second statement for it.
+	 */
 	if (cache_is(e, tag, key) && e->last_used_at == seen) {
 		e->last_used_at = now;
+		e->refresh_ms = ticket_ms;
 		claimed = 1;
 	}
 	cache_unlock(e, s);
