@@ -42,7 +42,7 @@ struct conf {
 	long argon2_memory;               /* KiB */
 	int argon2_iterations;
 	int argon2_parallelism;
-	int hash_concurrency;             /* hashes at once in the pool, 0 = one per CPU */
+	int hash_concurrency;             /* hashes at once in the pool, 0 = per argon2_parallelism CPUs */
 	/* tokens */
 	int max_tokens_per_user;
 	int token_idle_timeout;           /* seconds */

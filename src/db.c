@@ -929,9 +929,8 @@ db_login_begin(const char *addr, const char *subject, const struct db_throttle_r
     const struct db_throttle_rule *user_rule, const char *username, struct db_user *u,
     long *retry_after)
 {
-	char arule[4][24], urule[4][24], m[24];
+	char arule[4][24], urule[4][24];
 	const char *params[11] = { addr, subject };
-	const char *rparams[3] = { "addr", addr, m };
 	PGresult *res = NULL;
 	enum kg_err err;
 
@@ -952,8 +951,7 @@ db_login_begin(const char *addr, const char *subject, const struct db_throttle_r
 	}
 	if (PQgetvalue(res, 0, 1)[0] != 't') {
 		/* The account is blocked: this was no attempt against the address. */
-		db_fmt_ll(m, sizeof(m), addr_rule->max);
-		if (addr != NULL && db_change(ST_THROTTLE_RELEASE, rparams, NULL) != KG_OK)
+		if (addr != NULL && db_throttle_release("addr", addr, (int)addr_rule->max) != KG_OK)
 			log_warnx("could not release a login attempt");
 		err = db_throttled("user", subject, retry_after);
 		goto out;

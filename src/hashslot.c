@@ -82,7 +82,6 @@ hashslot_op(short delta)
 	op.sem_num = 0;
 	op.sem_op = delta;
 	op.sem_flg = SEM_UNDO;
-
 	while (semop(hashslot_id, &op, 1) != 0) {
 		if (errno == EINTR)
 			continue;
