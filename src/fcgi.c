@@ -392,6 +392,32 @@ fcgi_is_unix(int fd)
 	return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
 }
 
+/*
+ * Take the next connection with our own accept() and let libfcgi read its
+ * request as on a connection it kept open. libfcgi's accept goes on to
+ * wait for the connection's first bytes in a select() that any signal
+ * interrupts, and then drops the connection unanswered: a SIGTERM retiring
+ * this worker at that moment (a reload, a drain) cost the web server a
+ * 5xx. accept() is restarted after the SIGTERM handler (SA_RESTART) and
+ * fails once the handler has closed fd 0, so an idle worker still leaves,
+ * and a connection accepted is served. A client slow with its first bytes
+ * is cut off by the tick (fcgi_on_tick), after request_timeout.
+ */
+static int
+fcgi_accept(FCGX_Request *r)
+{
+	if (r->ipcFd < 0) {
+		int fd = accept4(r->listen_sock, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return -errno;
+		r->ipcFd = fd;
+		/* So that FCGX_Accept_r keeps it; BEGIN_REQUEST's flags set this anew. */
+		r->keepConnection = 1;
+	}
+	return FCGX_Accept_r(r);
+}
+
 long
 fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 {
@@ -415,14 +441,16 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 		int rc, read_whole;
 
 		(void)sigprocmask(SIG_UNBLOCK, &term, &old);
-		rc = *stop ? -1 : FCGX_Accept_r(&r);
+		rc = *stop ? -1 : fcgi_accept(&r);
 		(void)sigprocmask(SIG_BLOCK, &term, NULL);
 		if (rc < 0) {
 			if (*stop)
 				break;
 			/* EAGAIN: the listening socket's receive timeout passed with no client. */
+			/* ECONNABORTED, EPROTO: a client gone before it was accepted. */
 			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ||
-			    rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
+			    rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR ||
+			    rc == -ECONNABORTED || rc == -EPROTO)
 				continue;
 			log_warnx("accept failed (%d)", rc);
 			break;

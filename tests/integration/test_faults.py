@@ -850,6 +850,24 @@ def test_a_connection_slow_to_send_its_first_bytes_is_served(keygate):
         assert r.status == 200 and r.json()["status"] == "ok", r
 
 
+def test_sigterm_while_a_connection_waits_for_its_first_bytes_serves_it(keygate):
+    """A worker told to stop (SIGTERM: a reload retiring it, a drain) just
+    after it accepted a connection whose first bytes have not come yet
+    serves that connection, then leaves. libfcgi's own accept waited for
+    those bytes in a select() the signal interrupted and dropped the
+    connection (a reload under load cost the web server a 5xx now and then);
+    keygate accepts connections itself now."""
+    kg = keygate.start(workers=1)
+    with FCGIConnection(kg.address, timeout=10) as conn:
+        wait_until(lambda: held_connection(kg.pid), 10, interval=0.01,
+                   what="the worker holding the new connection")
+        os.kill(kg.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        r = conn.request(cgi_params("GET", kg.base_path + "/health", None, b"", "127.0.0.1"))
+    assert r.status == 200 and r.json()["status"] == "ok", r
+    assert kg.proc.wait(timeout=15) == 0
+
+
 def test_the_reply_does_not_wait_for_the_end_of_input(keygate):
     """Before closing promptly the worker reads the end of the input (the
     empty STDIN record); the reply goes out before it waits for that, so a
