@@ -49,8 +49,11 @@ kg_ensure_packages() {
 		made_policy=1
 	fi
 	local rc=0
-	{ DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	# Another install running (a second script, unattended-upgrades) holds
+	# dpkg's lock: wait for it instead of failing.
+	local lock=(-o DPkg::Lock::Timeout=600)
+	{ DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" update -q &&
+	  DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y -q --no-install-recommends \
 		"${missing[@]}"; } || rc=$?
 	[ "$made_policy" -eq 1 ] && rm -f "$policy"
 	[ "$rc" -eq 0 ] || kg_die "apt-get failed ($rc)"
