@@ -402,12 +402,13 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	static const char *const all[] = { "*" };
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	char scopes_lit[DB_SCOPES_MAX];
+	enum db_login_outcome outcome = DB_LOGIN_COLLIDED;
 	struct db_login_finish fin;
 	struct db_token_new nt;
 	struct db_user u;
 	enum kg_err err;
 	long trimmed = 0;
-	int attempt, collided = 1;
+	int attempt;
 
 	memset(out, 0, sizeof(*out));
 	memset(&u, 0, sizeof(u));
@@ -451,17 +452,29 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	fin.username = u.username;
 	fin.event_user_agent = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
 	    cl->user_agent : NULL;
+	/* The generation the password was checked under: the token is written only if it holds. */
+	fin.credential_gen = u.credential_gen;
 	/* 128 random bits make a collision all but impossible; the unique key still decides. */
-	for (attempt = 0; attempt < 3 && collided; attempt++) {
+	for (attempt = 0; attempt < 3 && outcome == DB_LOGIN_COLLIDED; attempt++) {
 		if ((err = token_generate(&out->token)) != KG_OK)
 			goto out;
 		token_digest(&out->token, digest);
 		nt.key = out->token.key;
 		nt.digest = digest;
-		if ((err = db_login_finish(&fin, &collided, out->expires_at, &trimmed)) != KG_OK)
+		if ((err = db_login_finish(&fin, &outcome, out->expires_at, &trimmed)) != KG_OK)
 			goto out;
 	}
-	if (collided) {
+	if (outcome == DB_LOGIN_STALE) {
+		/*
+		 * A password change, logout-all, revoke-all or disable committed
+		 * while the password was being checked: the login answers as if
+		 * the password were wrong, which after a change it is.
+		 */
+		auth_event("login_failed", u.id, u.username, cl);
+		err = KG_EAUTH;
+		goto out;
+	}
+	if (outcome != DB_LOGIN_OK) {
 		err = KG_ESYS;
 		goto out;
 	}
@@ -492,7 +505,8 @@ auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
 		err = db_token_delete_all(s->user_id, NULL, removed);
 	else
 		err = db_token_delete(s->user_id, s->key, removed);
-	if (*removed > 0)
+	/* A new credential generation ends tokens that no row count shows. */
+	if (*removed > 0 || (all && err == KG_OK))
 		cache_revoked();
 	if (err == KG_OK)
 		auth_event(all ? "logout_all" : "logout", s->user_id, s->username, cl);

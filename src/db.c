@@ -26,7 +26,15 @@
 	" extract(epoch FROM k.last_used_at)::bigint," \
 	" k.idle_timeout_s, u.email, " TS("u.created_at") \
 	" FROM api_keys k JOIN users u ON u.id = k.user_id" \
-	" WHERE k.key = $1 AND NOT u.disabled AND " LIVE("k")
+	" WHERE k.key = $1 AND NOT u.disabled AND k.credential_gen = u.credential_gen AND " LIVE("k")
+/*
+ * A token issued under the account's current credential generation
+ * (migration 0004): one issued by a login that raced a revocation of all
+ * sessions has an older one, and is dead whether or not its row was seen
+ * by that revocation's DELETE.
+ */
+#define CURRENT(k) "(" k ".credential_gen = (SELECT cu.credential_gen FROM users cu" \
+	" WHERE cu.id = " k ".user_id))"
 /*
  * Counting an attempt against a throttle row: the first attempt (blocked at
  * once when the limit is 1), then, on the row already there, attempts
@@ -46,7 +54,7 @@
 	" WHERE t.blocked_until IS NULL OR t.blocked_until <= now()"
 #define THROTTLE_INSERT "INSERT INTO throttle AS t (scope, subject, attempts, window_start, blocked_until)"
 #define USER_ROW(u) u ".id, " u ".username, " u ".email, " u ".password_hash, " u ".disabled, " \
-	TS(u ".created_at")
+	TS(u ".created_at") ", " u ".credential_gen"
 /*
  * Statements that end sessions tell every listening worker (on every host)
  * in the same statement, so the notification is sent exactly when the
@@ -54,6 +62,20 @@
  */
 #define REVOKED_COUNT ", n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '')" \
 	" WHERE EXISTS (SELECT 1 FROM d)) SELECT (SELECT count(*) FROM d) FROM n"
+/*
+ * Ending every session of an account: a new credential generation (g),
+ * which kills the tokens of logins still in flight, the tokens deleted
+ * (d), the token kept ($k, when given) moved to the new generation, and a
+ * notification whenever the generation moved, since a racing login's
+ * token may be cached on another host although d did not see its row.
+ */
+#define REVOKED_ALL(k) \
+	" kp AS (UPDATE api_keys SET credential_gen = g.credential_gen FROM g" \
+	" WHERE api_keys.user_id = g.id AND api_keys.key = " k ")," \
+	" d AS (DELETE FROM api_keys WHERE user_id IN (SELECT id FROM g)" \
+	" AND key IS DISTINCT FROM " k " RETURNING 1)," \
+	" n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '') FROM g)" \
+	" SELECT (SELECT count(*) FROM d) FROM n"
 #define MIGRATE_LOCK_ID "7310413127405543"   /* arbitrary, fixed: "keygate migrate" */
 
 enum db_stmt {
@@ -101,40 +123,21 @@ static const struct {
 	    "SELECT " USER_ROW("u") " FROM users u WHERE u.id = $1" },
 	/* One statement, so that no old token outlives a committed password change. */
 	[ST_USER_SET_PASSWORD] = { "user_set_password", 3,
-	    "WITH u AS (UPDATE users SET password_hash = $2, password_changed_at = now()"
-	    " WHERE id = $1 RETURNING id),"
-	    " d AS (DELETE FROM api_keys WHERE user_id IN (SELECT id FROM u)"
-	    " AND key IS DISTINCT FROM $3 RETURNING 1)" REVOKED_COUNT },
+	    "WITH g AS (UPDATE users SET password_hash = $2, password_changed_at = now(),"
+	    " credential_gen = credential_gen + 1 WHERE id = $1 RETURNING id, credential_gen),"
+	    REVOKED_ALL("$3") },
 	[ST_USER_REHASH] = { "user_rehash", 3,
 	    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2" },
 	/*
-	 * Everything a successful login writes, in one statement (one round
-	 * trip, one commit), all of it only if the new key did not collide:
-	 * the token ($1-$9), the account's throttle row cleared ($10), the
-	 * address's attempt given back ($8, limit $11), the user's tokens
-	 * trimmed to $12 (the new token is the newest: keep $12 - 1 others),
-	 * with a NOTIFY when that ended any, and the login_ok event ($13
-	 * username, $14 user agent). Returns the expiry (NULL on a collision)
-	 * and the number of tokens trimmed.
+	 * Everything a successful login writes, in one round trip and one
+	 * transaction, and only if the account still has the credential
+	 * generation $15 its password was checked under: see
+	 * keygate_login_finish in db/migrations/0004_credential_generation.sql.
 	 */
-	[ST_LOGIN_FINISH] = { "login_finish", 14,
-	    "WITH i AS (INSERT INTO api_keys (key, user_id, secret_digest, scopes, remember,"
-	    " expires_at, idle_timeout_s, ip, user_agent)"
-	    " VALUES ($1, $2, decode($3, 'hex'), $4::text[], $5, now() + make_interval(secs => $6),"
-	    " $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING expires_at),"
-	    " c AS (DELETE FROM throttle WHERE EXISTS (SELECT 1 FROM i)"
-	    " AND scope = 'user' AND subject = $10),"
-	    " r AS (UPDATE throttle SET attempts = greatest(attempts - 1, 0),"
-	    " blocked_until = CASE WHEN attempts - 1 < $11::int THEN NULL ELSE blocked_until END"
-	    " WHERE EXISTS (SELECT 1 FROM i) AND scope = 'addr' AND subject = $8),"
-	    " d AS (DELETE FROM api_keys k WHERE EXISTS (SELECT 1 FROM i) AND k.user_id = $2"
-	    " AND (NOT " LIVE("k") " OR k.key IN (SELECT key FROM api_keys WHERE user_id = $2"
-	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $12::int - 1)) RETURNING 1),"
-	    " e AS (INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
-	    " SELECT 'login_ok', $2, $13, $8, $14 FROM i),"
-	    " n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '') WHERE EXISTS (SELECT 1 FROM d))"
-	    " SELECT (SELECT " TS("expires_at") " FROM i), (SELECT count(*) FROM d),"
-	    " (SELECT count(*) FROM n)" },
+	[ST_LOGIN_FINISH] = { "login_finish", 15,
+	    "SELECT f.outcome, " TS("f.expires_at") ", f.trimmed FROM keygate_login_finish("
+	    "$1, $2::bigint, $3, $4::text[], $5::boolean, $6::integer, $7::integer, $8, $9, $10,"
+	    " $11::integer, $12::integer, $13, $14, $15::bigint) f" },
 	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
 	    "SELECT " TOKEN_ROW },
@@ -156,12 +159,12 @@ static const struct {
 	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key = $2 RETURNING 1)"
 	    REVOKED_COUNT },
 	[ST_TOKEN_DELETE_ALL] = { "token_delete_all", 2,
-	    "WITH d AS (DELETE FROM api_keys WHERE user_id = $1 AND key IS DISTINCT FROM $2"
-	    " RETURNING 1)" REVOKED_COUNT },
+	    "WITH g AS (UPDATE users SET credential_gen = credential_gen + 1 WHERE id = $1"
+	    " RETURNING id, credential_gen)," REVOKED_ALL("$2") },
 	[ST_TOKEN_LIST] = { "token_list", 1,
 	    "SELECT k.key, " TS("k.created_at") ", " TS("k.last_used_at") ", " TS("k.expires_at") ","
 	    " coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text"
-	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k")
+	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k") " AND " CURRENT("k")
 	    " ORDER BY k.last_used_at DESC, k.created_at DESC LIMIT 1000" },
 	/*
 	 * Count an attempt before the password is checked, and block once the
@@ -205,18 +208,21 @@ static const struct {
 	    "INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
 	    " VALUES ($1, $2, $3, $4, $5)" },
 	/*
-	 * Disabling ends every session of the account too, so that enabling it
-	 * later does not bring old tokens back.
+	 * Disabling ends every session of the account too, and moves its
+	 * credential generation, so that enabling it later brings back no old
+	 * token, not even one a login in flight wrote after the DELETE.
 	 */
 	[ST_USER_SET_DISABLED] = { "user_set_disabled", 2,
-	    "WITH u AS (UPDATE users SET disabled = $2 WHERE lower(username) = lower($1)"
-	    " RETURNING id),"
+	    "WITH u AS (UPDATE users SET disabled = $2,"
+	    " credential_gen = credential_gen + CASE WHEN $2::boolean THEN 1 ELSE 0 END"
+	    " WHERE lower(username) = lower($1) RETURNING id),"
 	    " k AS (DELETE FROM api_keys WHERE $2::boolean AND user_id IN (SELECT id FROM u)),"
 	    " n AS (SELECT pg_notify('" DB_REVOKE_CHANNEL "', '') FROM u WHERE $2::boolean)"
 	    " SELECT u.id, (SELECT count(*) FROM n) FROM u" },
 	[ST_USER_LIST] = { "user_list", 0,
 	    "SELECT u.id, u.username, coalesce(u.email, ''), u.disabled, " TS("u.created_at") ","
-	    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND " LIVE("k") ")"
+	    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND " LIVE("k")
+	    " AND k.credential_gen = u.credential_gen)"
 	    " FROM users u ORDER BY u.id" },
 	[ST_EVENTS] = { "events", 3,
 	    "SELECT " TS("at") ", event, coalesce(user_id::text, ''), coalesce(username, ''),"
@@ -224,7 +230,7 @@ static const struct {
 	    " WHERE ($1::text IS NULL OR lower(username) = lower($1))"
 	    " AND at >= coalesce($2::timestamptz, '-infinity') ORDER BY at, id LIMIT $3" },
 	[ST_PRUNE_TOKENS] = { "prune_tokens", 0,
-	    "DELETE FROM api_keys k WHERE NOT " LIVE("k") },
+	    "DELETE FROM api_keys k WHERE NOT " LIVE("k") " OR NOT " CURRENT("k") },
 	[ST_PRUNE_THROTTLE] = { "prune_throttle", 1,
 	    "DELETE FROM throttle WHERE window_start < now() - make_interval(secs => $1)"
 	    " AND (blocked_until IS NULL OR blocked_until < now())" },
@@ -557,7 +563,7 @@ static enum kg_err
 db_user_row(const PGresult *res, int col, struct db_user *u)
 {
 	memset(u, 0, sizeof(*u));
-	if (PQntuples(res) != 1 || PQnfields(res) < col + 6 || PQgetisnull(res, 0, col))
+	if (PQntuples(res) != 1 || PQnfields(res) < col + 7 || PQgetisnull(res, 0, col))
 		return KG_ENOTFOUND;
 	u->id = strtoll(PQgetvalue(res, 0, col), NULL, 10);
 	db_copy(u->username, sizeof(u->username), res, 0, col + 1);
@@ -566,6 +572,7 @@ db_user_row(const PGresult *res, int col, struct db_user *u)
 	db_copy(u->password_hash, sizeof(u->password_hash), res, 0, col + 3);
 	u->disabled = PQgetvalue(res, 0, col + 4)[0] == 't';
 	db_copy(u->created_at, sizeof(u->created_at), res, 0, col + 5);
+	u->credential_gen = strtoll(PQgetvalue(res, 0, col + 6), NULL, 10);
 	return KG_OK;
 }
 
@@ -662,34 +669,40 @@ db_token_params(const struct db_token_new *t, struct db_token_params *p)
 }
 
 enum kg_err
-db_login_finish(const struct db_login_finish *l, int *collided, char expires_at[DB_TS_LEN],
-    long *trimmed)
+db_login_finish(const struct db_login_finish *l, enum db_login_outcome *outcome,
+    char expires_at[DB_TS_LEN], long *trimmed)
 {
 	const struct db_token_new *t = l->token;
 	struct db_token_params tp;
-	char addr_max[16], max_tokens[16];
-	const char *params[14] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
+	char addr_max[16], max_tokens[16], gen[24];
+	const char *params[15] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
 		tp.life, tp.idle, t->ip, t->user_agent, l->subject, addr_max, max_tokens,
-		l->username, l->event_user_agent };
+		l->username, l->event_user_agent, gen };
 	PGresult *res = NULL;
+	const char *what;
 	enum kg_err err;
 
-	*collided = 0;
+	*outcome = DB_LOGIN_STALE;
 	*trimmed = 0;
 	db_token_params(t, &tp);
 	(void)snprintf(addr_max, sizeof(addr_max), "%ld", l->addr_max);
 	(void)snprintf(max_tokens, sizeof(max_tokens), "%d", l->max_tokens);
+	(void)snprintf(gen, sizeof(gen), "%lld", l->credential_gen);
 	if ((err = db_exec(ST_LOGIN_FINISH, params, 1, &res, NULL, 0)) != KG_OK)
 		goto out;
-	if (PQntuples(res) != 1) {
-		err = KG_ESYS;
+	if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+		err = KG_EDB;
 		goto out;
 	}
-	if (PQgetisnull(res, 0, 0))
-		*collided = 1;
-	else
-		db_copy(expires_at, DB_TS_LEN, res, 0, 0);
-	*trimmed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	what = PQgetvalue(res, 0, 0);
+	if (strcmp(what, "ok") == 0) {
+		*outcome = DB_LOGIN_OK;
+		db_copy(expires_at, DB_TS_LEN, res, 0, 1);
+		*trimmed = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+	} else if (strcmp(what, "collided") == 0)
+		*outcome = DB_LOGIN_COLLIDED;
+	else if (strcmp(what, "stale") != 0)
+		err = KG_EDB;
 out:
 	PQclear(res);
 	return err;

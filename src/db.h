@@ -29,6 +29,7 @@ struct db_user {
 	char password_hash[DB_HASH_MAX];
 	int disabled;
 	char created_at[DB_TS_LEN];
+	long long credential_gen;  /* moves with each revocation of all sessions */
 };
 
 /* What verifying a token needs, in one indexed lookup. */
@@ -103,7 +104,11 @@ enum kg_err db_user_insert(const char *username, const char *email, const char *
 /* KG_ENOTFOUND when there is no such user (case-insensitive). */
 enum kg_err db_user_by_name(const char *username, struct db_user *u) KG_MUSTCHECK;
 enum kg_err db_user_by_id(long long id, struct db_user *u) KG_MUSTCHECK;
-/* Set a new hash and revoke every token of the user but keep_key (NULL: all). */
+/*
+ * Set a new hash and revoke every token of the user but keep_key (NULL:
+ * all), moving the credential generation: no login in flight that checked
+ * the old hash can write a token afterwards.
+ */
 enum kg_err db_user_set_password(long long id, const char *hash, const char *keep_key,
     long *revoked) KG_MUSTCHECK;
 /* Replace the hash only if it is still old_hash (a concurrent change wins). */
@@ -117,15 +122,23 @@ struct db_login_finish {
 	int max_tokens;                /* the user's live tokens kept, the new one included */
 	const char *username;          /* as stored, for the login_ok event */
 	const char *event_user_agent;  /* NULL when the client sent none */
+	long long credential_gen;      /* the account's, read with the hash checked */
+};
+
+enum db_login_outcome {
+	DB_LOGIN_OK,        /* token written */
+	DB_LOGIN_COLLIDED,  /* the key exists already: nothing written */
+	DB_LOGIN_STALE,     /* disabled, or every session revoked, since credential_gen: nothing written */
 };
 
 /*
- * Finish a login in one statement: insert the token, clear the account's
- * failed attempts, give the address its attempt back, trim the user's
- * tokens to max_tokens (*trimmed ended) and record login_ok. *collided
- * (nothing written) when the key exists already.
+ * Finish a login in one round trip: under the account's row lock, and only
+ * if it is enabled and still at l->credential_gen, insert the token, clear
+ * the account's failed attempts, give the address its attempt back, trim
+ * the user's tokens to max_tokens exactly (*trimmed ended) and record
+ * login_ok. *outcome says which happened (expires_at only with DB_LOGIN_OK).
  */
-enum kg_err db_login_finish(const struct db_login_finish *l, int *collided,
+enum kg_err db_login_finish(const struct db_login_finish *l, enum db_login_outcome *outcome,
     char expires_at[DB_TS_LEN], long *trimmed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
@@ -159,7 +172,10 @@ int db_token_refresh_take(struct db_refresh *out);
 void db_token_refresh_finish(void);
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
-/* Delete all of user_id's tokens except keep_key (NULL: all). */
+/*
+ * Delete all of user_id's tokens except keep_key (NULL: all) and move the
+ * credential generation, so that no login in flight writes one afterwards.
+ */
 enum kg_err db_token_delete_all(long long user_id, const char *keep_key, long *deleted) KG_MUSTCHECK;
 /* Live tokens of a user, newest use first; *rows is malloc'd (caller frees). */
 enum kg_err db_token_list(long long user_id, struct db_session **rows, size_t *n) KG_MUSTCHECK;

@@ -459,12 +459,13 @@ def keygate_env(pg=None, overrides=None, extra_env=None):
 
 
 def run_keygate(args, workdir, pg=None, config=None, config_path=None,
-                overrides=None, env=None, timeout=60, binary=None):
+                overrides=None, env=None, timeout=60, binary=None, input=None):
     """Run `keygate -c <ini> ARGS...` to completion (migrate, check-config...).
 
     config: contents of a temporary -c file (see write_ini); or config_path:
     an existing file to pass instead. overrides: config keys set through
-    KEYGATE_* (database defaults to pg's). Returns
+    KEYGATE_* (database defaults to pg's). input: its standard input (str).
+    Returns
     subprocess.CompletedProcess with .stdout and .stderr as str."""
     if config_path is not None:
         ini = config_path
@@ -473,7 +474,7 @@ def run_keygate(args, workdir, pg=None, config=None, config_path=None,
         os.close(fd)
         write_ini(ini, config)
     argv = [binary or KEYGATE_BIN, "-c", ini] + list(args)
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=keygate_env(pg, overrides, env), timeout=timeout,
                           universal_newlines=True, errors="replace")
 
