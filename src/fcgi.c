@@ -399,22 +399,35 @@ fcgi_is_unix(int fd)
  * interrupts, and then drops the connection unanswered: a SIGTERM retiring
  * this worker at that moment (a reload, a drain) cost the web server a
  * 5xx. accept() is restarted after the SIGTERM handler (SA_RESTART) and
- * fails once the handler has closed fd 0, so an idle worker still leaves,
- * and a connection accepted is served. A client slow with its first bytes
- * is cut off by the tick (fcgi_on_tick), after request_timeout.
+ * fails once the handler has closed fd 0, so an idle worker still leaves.
+ * The stop signals (term) are let in only while accept() waits: once a
+ * connection is accepted they wait until its request is answered, since
+ * libfcgi refuses to read at all once told to shut down, and a signal
+ * between accept() and its first read dropped the connection just as
+ * well. A client slow with its first bytes is cut off by the tick
+ * (fcgi_on_tick), after request_timeout. On a connection the web server
+ * keeps open, a stop may end the wait for its next request: the server
+ * then opens a new connection to another worker.
  */
 static int
-fcgi_accept(FCGX_Request *r)
+fcgi_accept(FCGX_Request *r, const sigset_t *term)
 {
-	if (r->ipcFd < 0) {
-		int fd = accept4(r->listen_sock, NULL, NULL, SOCK_CLOEXEC);
+	int fd, rc;
 
-		if (fd < 0)
-			return -errno;
-		r->ipcFd = fd;
-		/* So that FCGX_Accept_r keeps it; BEGIN_REQUEST's flags set this anew. */
-		r->keepConnection = 1;
+	(void)sigprocmask(SIG_UNBLOCK, term, NULL);
+	if (r->ipcFd >= 0) {
+		rc = FCGX_Accept_r(r);
+		(void)sigprocmask(SIG_BLOCK, term, NULL);
+		return rc;
 	}
+	fd = accept4(r->listen_sock, NULL, NULL, SOCK_CLOEXEC);
+	rc = fd < 0 ? -errno : 0;
+	(void)sigprocmask(SIG_BLOCK, term, NULL);
+	if (fd < 0)
+		return rc;
+	r->ipcFd = fd;
+	/* So that FCGX_Accept_r keeps it; BEGIN_REQUEST's flags set this anew. */
+	r->keepConnection = 1;
 	return FCGX_Accept_r(r);
 }
 
@@ -423,7 +436,7 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 {
 	/* Static: the tick's thread may look at it until the process ends. */
 	static FCGX_Request r;
-	sigset_t term, old;
+	sigset_t term;
 	long served = 0;
 	int unix_socket = fcgi_is_unix(0);
 
@@ -440,9 +453,7 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 	while (!*stop && (c->max_requests == 0 || served < c->max_requests)) {
 		int rc, read_whole;
 
-		(void)sigprocmask(SIG_UNBLOCK, &term, &old);
-		rc = *stop ? -1 : fcgi_accept(&r);
-		(void)sigprocmask(SIG_BLOCK, &term, NULL);
+		rc = *stop ? -1 : fcgi_accept(&r, &term);
 		if (rc < 0) {
 			if (*stop)
 				break;
