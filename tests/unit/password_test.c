@@ -746,6 +746,57 @@ test_verify_dummy(void **state)
 	assert_int_equal(password_verify_dummy(NULL, 3), KG_EAUTH);
 }
 
+/* ---- known answers ---- */
+
+/*
+ * Argon2id v1.3 (v=19) vectors from libargon2's own test suite:
+ * P-H-C/phc-winner-argon2, src/test.c, main(), the Argon2id hashtest()
+ * calls (commit f57e61e19229e23c4445b85494dbf7c07de721cb, 2021-06-25),
+ * password "password", salt "somesalt", 32-byte tag. Only the cheap
+ * m=256 KiB ones, so that the test stays fast under valgrind. They check
+ * that password_verify computes Argon2id itself, not just agrees with
+ * password_hash.
+ */
+static const struct {
+	const char *encoded;
+	const char *pw;
+} argon2id_kats[] = {
+	{ "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4",
+	  "password" },
+	{ "$argon2id$v=19$m=256,t=2,p=2$c29tZXNhbHQ$bQk8UB/VmZZF4Oo79iDXuL5/0ttZwg2f/5U52iv1cDc",
+	  "password" },
+};
+
+static void
+test_argon2id_known_answers(void **state)
+{
+	char bad[PASSWORD_HASH_MAX];
+	size_t i, n;
+
+	(void)state;
+	init_small(10, NULL);
+	for (i = 0; i < sizeof(argon2id_kats) / sizeof(argon2id_kats[0]); i++) {
+		const char *h = argon2id_kats[i].encoded, *pw = argon2id_kats[i].pw;
+
+		if (password_verify(h, pw, strlen(pw)) != KG_OK)
+			fail_msg("known answer %zu does not verify", i);
+		if (password_verify(h, S("Password")) != KG_EAUTH)
+			fail_msg("known answer %zu verifies another password", i);
+		/*
+		 * One character inside the tag changed: six bits of it, not
+		 * the last character, whose low bits are padding.
+		 */
+		n = strlen(h);
+		assert_true(n > 10 && n < sizeof(bad));
+		memcpy(bad, h, n + 1);
+		bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A';
+		if (password_verify(bad, pw, strlen(pw)) != KG_EAUTH)
+			fail_msg("known answer %zu verifies with another tag", i);
+		/* Not the current parameters (m=1024,t=1,p=1): rehash at login. */
+		assert_int_equal(password_needs_rehash(h), 1);
+	}
+}
+
 /* ---- the shipped defaults ---- */
 
 static void
@@ -810,6 +861,7 @@ main(void)
 		cmocka_unit_test_teardown(test_needs_rehash_params, shutdown_after),
 		cmocka_unit_test_teardown(test_verify_dummy, shutdown_after),
 		cmocka_unit_test_teardown(test_default_params, shutdown_after),
+		cmocka_unit_test_teardown(test_argon2id_known_answers, shutdown_after),
 	};
 
 	return cmocka_run_group_tests_name("password", tests, group_setup, group_teardown);
