@@ -69,6 +69,7 @@ static const struct conf_key conf_table[] = {
 	{ "migrations_dir", CT_STR, O(migrations_dir), S(migrations_dir), KG_DATADIR "/migrations", 0, 0, NULL },
 	{ "password_min_length", CT_INT, O(password_min_length), 0, "15", 8, 128, NULL },
 	{ "common_passwords", CT_STR, O(common_passwords), S(common_passwords), KG_DATADIR "/common-passwords.txt", 0, 0, NULL },
+	{ "password_min_guesses_log10", CT_INT, O(password_min_guesses_log10), 0, "8", 0, 40, NULL },
 	{ "argon2_memory", CT_LONG, O(argon2_memory), 0, "19456", 8, 4194304, NULL },
 	{ "argon2_iterations", CT_INT, O(argon2_iterations), 0, "2", 1, 64, NULL },
 	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL },

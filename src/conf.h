@@ -39,6 +39,7 @@ struct conf {
 	/* passwords */
 	int password_min_length;
 	char common_passwords[CONF_STR_MAX];
+	int password_min_guesses_log10;
 	long argon2_memory;               /* KiB */
 	int argon2_iterations;
 	int argon2_parallelism;

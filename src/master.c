@@ -84,6 +84,7 @@ master_configure(const struct conf *c)
 		.parallelism = (uint32_t)c->argon2_parallelism,
 		.min_length = (unsigned)c->password_min_length,
 		.common_path = c->common_passwords,
+		.min_guesses_log10 = (unsigned)c->password_min_guesses_log10,
 	};
 	enum kg_err err;
 

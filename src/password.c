@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "hashslot.h"
 #include "password.h"
+#include "strength.h"
 
 #define SALT_LEN 16
 #define HASH_LEN 32
@@ -44,6 +45,7 @@ struct pw_state {
 	unsigned min_length;
 	char **common;              /* lowercased, sorted by strcmp */
 	size_t ncommon;
+	unsigned min_guesses_log10; /* 0: no estimate */
 	char dummy[PASSWORD_HASH_MAX];
 	int ready;
 };
@@ -205,6 +207,8 @@ password_init(const struct password_params *p)
 	/* A minimum above the maximum would refuse every password. */
 	if (p->min_length < PASSWORD_MIN_FLOOR || p->min_length > PASSWORD_MAX_CHARS)
 		goto out;
+	if (p->min_guesses_log10 > PASSWORD_GUESSES_LOG10_MAX)
+		goto out;
 	/* What libargon2 would refuse, refused here as configuration errors. */
 	if (p->iterations < ARGON2_MIN_TIME || p->parallelism < ARGON2_MIN_LANES ||
 	    p->parallelism > ARGON2_MAX_LANES || p->memory_kib < ARGON2_MIN_MEMORY ||
@@ -214,6 +218,7 @@ password_init(const struct password_params *p)
 	next.iterations = p->iterations;
 	next.parallelism = p->parallelism;
 	next.min_length = p->min_length;
+	next.min_guesses_log10 = p->min_guesses_log10;
 
 	if (p->common_path != NULL && p->common_path[0] != '\0' &&
 	    (err = common_load(p->common_path, &next.common, &next.ncommon)) != KG_OK)
@@ -336,6 +341,28 @@ contains_ci(const char *hay, size_t haylen, const char *needle, size_t nlen)
 	return 0;
 }
 
+/* Every password that passes too_long fits what the estimator takes. */
+_Static_assert(PASSWORD_MAX_CHARS * 4 <= STRENGTH_MAX_BYTES,
+    "strength_guesses_log10 takes every password of PASSWORD_MAX_CHARS");
+
+/*
+ * 1 when zxcvbn estimates fewer guesses than the floor. The service name
+ * goes first: an empty or NULL username ends the word list after it.
+ * An estimate that cannot be made refuses the password, never admits it.
+ */
+static int
+too_guessable(const char *pw, size_t len, const char *username)
+{
+	const char *words[] = { PASSWORD_SERVICE_WORD, username, NULL };
+	double guesses_log10;
+
+	if (state.min_guesses_log10 == 0)
+		return 0;
+	if (strength_guesses_log10(pw, len, words, &guesses_log10) != KG_OK)
+		return 1;
+	return guesses_log10 < (double)state.min_guesses_log10;
+}
+
 const char *
 password_check_policy(const char *pw, size_t len, const char *username)
 {
@@ -363,6 +390,8 @@ password_check_policy(const char *pw, size_t len, const char *username)
 		    common_cmp) != NULL)
 			return "too_common";
 	}
+	if (too_guessable(pw, len, username))
+		return "too_guessable";
 	return NULL;
 }
 

@@ -14,6 +14,9 @@
 #define PASSWORD_MAX_CHARS 128    /* code points after NFKC */
 #define PASSWORD_MIN_FLOOR 8      /* password_min_length is never below this */
 #define PASSWORD_HASH_MAX 256     /* room for an encoded PHC string */
+#define PASSWORD_GUESSES_LOG10_MAX 40 /* password_min_guesses_log10 is never above this */
+/* Counts as a dictionary word in every password, like the username. */
+#define PASSWORD_SERVICE_WORD "keygate"
 
 struct password_params {
 	uint32_t memory_kib;     /* argon2 m */
@@ -21,6 +24,7 @@ struct password_params {
 	uint32_t parallelism;    /* argon2 p */
 	unsigned min_length;     /* code points, >= PASSWORD_MIN_FLOOR */
 	const char *common_path; /* list of common passwords, one per line; NULL or "" = none */
+	unsigned min_guesses_log10; /* estimated guesses floor, 10^n; 0 = no estimate */
 };
 
 /*
@@ -43,8 +47,11 @@ enum kg_err password_normalize(const char *in, size_t len, char **out, size_t *o
 
 /*
  * Check a normalised password against the policy. Returns NULL when
- * acceptable, else one of the static reasons "too_short", "too_long",
- * "too_common", "contains_username". username may be NULL.
+ * acceptable, else the first of these static reasons that applies:
+ * "too_short", "too_long", "contains_username", "too_common" (on the
+ * list), "too_guessable" (zxcvbn estimates fewer than
+ * 10^min_guesses_log10 guesses, counting the username and
+ * PASSWORD_SERVICE_WORD as dictionary words). username may be NULL.
  */
 const char *password_check_policy(const char *pw, size_t len, const char *username);
 

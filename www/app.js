@@ -130,6 +130,9 @@
 			return name + ' is too short: choose a longer passphrase.';
 		case 'too_common':
 			return name + ' is one of the most common passwords: choose another one.';
+		case 'too_guessable':
+			return name + ' would be too easy to guess (a repeat, a sequence, a keyboard ' +
+				'pattern, common words or your username): choose a less predictable one.';
 		case 'contains_username':
 			return name + ' must not contain your username.';
 		case 'not_with_password':

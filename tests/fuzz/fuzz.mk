@@ -31,7 +31,7 @@ endif
 CFLAGS_FUZZ = -std=c11 -g -O1 -fno-omit-frame-pointer $(SAN) \
 	-Wall -Wextra -Wshadow -Wno-unused-parameter \
 	-D_GNU_SOURCE -Isrc $(shell $(PKG_CONFIG) --cflags libcjson libpq libargon2 inih libcrypto)
-LIBS_FUZZ = $(shell $(PKG_CONFIG) --libs libcjson libpq libargon2 inih libcrypto) -lunistring -lfcgi
+LIBS_FUZZ = $(shell $(PKG_CONFIG) --libs libcjson libpq libargon2 inih libcrypto) -lunistring -lfcgi -lzxcvbn
 
 OBJS = $(MODULES:%=$(O)/obj/%.o)
 

@@ -15,7 +15,11 @@
  *  - password_check_policy gives the reason a re-implementation of the
  *    documented rules gives, in the same order (too_short, too_long,
  *    contains_username, too_common), for the normalised password and also
- *    for the raw bytes when they are valid UTF-8;
+ *    for the raw bytes when they are valid UTF-8; where those rules accept,
+ *    it says too_guessable exactly when strength_guesses_log10 (zxcvbn,
+ *    not re-implemented here) puts the password, with "keygate" and the
+ *    username as words, under 10^MIN_GUESSES_LOG10; and it gives the same
+ *    answer when asked again;
  *  - password_needs_rehash says 0 only for a well-formed PHC string with
  *    the current parameters.
  */
@@ -29,8 +33,10 @@
 #include "crypto.h"
 #include "fuzz.h"
 #include "password.h"
+#include "strength.h"
 
 #define MIN_LENGTH 10
+#define MIN_GUESSES_LOG10 8
 
 /* The common list as written to the file; loaded lowercased by password.c. */
 static const char *const common[] = {
@@ -52,6 +58,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct password_params p = {
 		.memory_kib = CUR_M, .iterations = CUR_T, .parallelism = CUR_P,
 		.min_length = MIN_LENGTH, .common_path = path,
+		.min_guesses_log10 = MIN_GUESSES_LOG10,
 	};
 	FILE *fp;
 	size_t i;
@@ -154,11 +161,26 @@ same_reason(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* What the estimate says where the other rules accept. */
+static const char *
+ref_estimate(const char *pw, size_t len, const char *username)
+{
+	const char *words[] = { "keygate", username, NULL };
+	double g;
+
+	FUZZ_CHECK(strength_guesses_log10(pw, len, words, &g) == KG_OK);
+	return g < MIN_GUESSES_LOG10 ? "too_guessable" : NULL;
+}
+
 static void
 check_policy(const char *pw, size_t len, const char *username)
 {
 	const char *got = password_check_policy(pw, len, username);
 	const char *want = ref_policy(pw, len, username);
+
+	FUZZ_CHECK(same_reason(got, password_check_policy(pw, len, username)));
+	if (want == NULL)
+		want = ref_estimate(pw, len, username);
 
 	if (!same_reason(got, want)) {
 		fprintf(stderr, "policy: got %s, want %s\n", got ? got : "(accept)",

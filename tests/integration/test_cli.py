@@ -242,6 +242,15 @@ def test_user_add_refuses_what_the_api_refuses(cli, db):
     assert db.query("SELECT count(*) FROM users")[0][0] == before
 
 
+def test_user_add_refuses_guessable_passwords(cli, db):
+    # The API's zxcvbn floor holds for the command line too (issue 15).
+    before = db.query("SELECT count(*) FROM users")[0][0]
+    for pw in ("passwordpassword", "qwertyuiopasdfgh", "keygatekeygate1234"):
+        assert cli.fails("user", "add", uname(), "--password-stdin",
+                         input=pw + "\n") == "keygate: password: too_guessable", pw
+    assert db.query("SELECT count(*) FROM users")[0][0] == before
+
+
 def test_user_add_usage_errors(cli, db):
     before = db.query("SELECT count(*) FROM users")[0][0]
     cli.usage_error("user", "add", "--password-stdin", input=pword() + "\n")

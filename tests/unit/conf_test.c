@@ -121,6 +121,7 @@ test_defaults(void **state)
 	assert_non_null(strstr(c.migrations_dir, "migrations"));
 	assert_int_equal(c.password_min_length, 15);
 	assert_non_null(strstr(c.common_passwords, "common-passwords.txt"));
+	assert_int_equal(c.password_min_guesses_log10, 8);
 	assert_int_equal(c.argon2_memory, 19456);
 	assert_int_equal(c.argon2_iterations, 2);
 	assert_int_equal(c.argon2_parallelism, 1);
@@ -275,6 +276,8 @@ static const struct {
 	{ "listen_mode = 01000\n", 1, "listen_mode: out of range" },
 	{ "cookie_secure = 2\n", 1, "cookie_secure: out of range" },
 	{ "password_min_length = 7\n", 1, "password_min_length: out of range" },
+	{ "password_min_guesses_log10 = 41\n", 1, "password_min_guesses_log10: out of range" },
+	{ "password_min_guesses_log10 = -1\n", 1, "password_min_guesses_log10: out of range" },
 	{ "audit_retention = 1h\n", 1, "audit_retention: out of range" },
 	{ "token_lifetime = 400d\n", 1, "token_lifetime: out of range" },
 	{ "request_timeout = 0\n", 1, "request_timeout: out of range" },
@@ -650,7 +653,8 @@ static const char *const known_keys[] = {
 	"max_requests", "request_timeout", "shutdown_timeout", "slow_request",
 	"status_allow", "base_path", "max_body", "log_target", "log_level",
 	"database", "db_connect_timeout", "statement_timeout", "db_retry_max",
-	"migrations_dir", "password_min_length", "common_passwords", "argon2_memory",
+	"migrations_dir", "password_min_length", "common_passwords",
+	"password_min_guesses_log10", "argon2_memory",
 	"argon2_iterations", "argon2_parallelism", "hash_concurrency", "max_tokens_per_user",
 	"token_idle_timeout", "token_lifetime", "remember_idle_timeout",
 	"remember_lifetime", "touch_interval", "token_cache_size", "token_cache_ttl",

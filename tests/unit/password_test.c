@@ -81,7 +81,8 @@ shutdown_after(void **state)
 }
 
 static enum kg_err
-init_with(uint32_t m, uint32_t t, uint32_t p, unsigned min_length, const char *common)
+init_full(uint32_t m, uint32_t t, uint32_t p, unsigned min_length, const char *common,
+    unsigned min_guesses_log10)
 {
 	struct password_params params;
 
@@ -91,7 +92,15 @@ init_with(uint32_t m, uint32_t t, uint32_t p, unsigned min_length, const char *c
 	params.parallelism = p;
 	params.min_length = min_length;
 	params.common_path = common;
+	params.min_guesses_log10 = min_guesses_log10;
 	return password_init(&params);
+}
+
+/* Without the zxcvbn estimate (floor 0), so that only the other rules speak. */
+static enum kg_err
+init_with(uint32_t m, uint32_t t, uint32_t p, unsigned min_length, const char *common)
+{
+	return init_full(m, t, p, min_length, common, 0);
 }
 
 static void
@@ -320,12 +329,14 @@ test_normalize_limits(void **state)
 
 /* ---- password_check_policy ---- */
 
-static const struct {
+struct policy_case {
 	const char *name;
 	const char *pw;         /* already NFKC */
 	const char *username;
 	const char *reason;     /* NULL = acceptable */
-} policy_cases[] = {
+};
+
+static const struct policy_case policy_cases[] = {
 	{ "empty", "", NULL, "too_short" },
 	{ "9 of 10", "abcdefghi", NULL, "too_short" },
 	{ "10 of 10", "abcdefghij", NULL, NULL },
@@ -366,22 +377,28 @@ static const struct {
 	{ "common, other user", "alicealice1", "bob", "too_common" },
 };
 
+/* Fail on the first case whose reason is not the expected one. */
 static void
-test_policy_table(void **state)
+check_policy_cases(const struct policy_case *cases, size_t n)
 {
 	const char *got;
 	size_t i;
 
-	(void)state;
-	init_small(10, list_path);
-	for (i = 0; i < sizeof(policy_cases) / sizeof(policy_cases[0]); i++) {
-		got = password_check_policy(policy_cases[i].pw, strlen(policy_cases[i].pw),
-		    policy_cases[i].username);
-		if (policy_cases[i].reason == NULL ? got != NULL :
-		    got == NULL || strcmp(got, policy_cases[i].reason) != 0)
-			fail_msg("policy case \"%s\": got %s", policy_cases[i].name,
+	for (i = 0; i < n; i++) {
+		got = password_check_policy(cases[i].pw, strlen(cases[i].pw), cases[i].username);
+		if (cases[i].reason == NULL ? got != NULL :
+		    got == NULL || strcmp(got, cases[i].reason) != 0)
+			fail_msg("policy case \"%s\" (%s): got %s", cases[i].name, cases[i].pw,
 			    got ? got : "(acceptable)");
 	}
+}
+
+static void
+test_policy_table(void **state)
+{
+	(void)state;
+	init_small(10, list_path);
+	check_policy_cases(policy_cases, sizeof(policy_cases) / sizeof(policy_cases[0]));
 	assert_string_equal(password_check_policy(NULL, 0, NULL), "too_short");
 }
 
@@ -472,6 +489,108 @@ test_policy_real_list(void **state)
 			fail_msg("real list, \"%s\": got %s", real_cases[i].pw,
 			    got ? got : "(acceptable)");
 	}
+}
+
+/* ---- the zxcvbn estimate in the policy ("too_guessable") ---- */
+
+/* The shipped defaults of password_min_length and password_min_guesses_log10. */
+#define DEFAULT_MIN_LENGTH 15
+#define DEFAULT_FLOOR 8
+
+/*
+ * Issue 15's weak passwords, all accepted before zxcvbn, and the strong
+ * ones: every password README.md and docs/ show being registered or set,
+ * and those the tests use, all accepted.
+ */
+static const struct policy_case guessable_cases[] = {
+	/* Issue 15: 15 characters or more, yet guessed at once. */
+	{ "word repeated", "passwordpassword", "alice", "too_guessable" },
+	{ "digit sequence", "123456789012345", "alice", "too_guessable" },
+	{ "one letter", "aaaaaaaaaaaaaaaa", "alice", "too_guessable" },
+	{ "keyboard rows", "qwertyuiopasdfgh", "alice", "too_guessable" },
+	{ "keyboard rows, bottom", "zxcvbnmasdfghjkl", "alice", "too_guessable" },
+	{ "common plus sequence", "password1234567", "alice", "too_guessable" },
+	{ "common, capitalised", "Password123456!", "alice", "too_guessable" },
+	{ "common repeated", "iloveyouiloveyou", "alice", "too_guessable" },
+	{ "alphabet", "abcdefghijklmnop", "alice", "too_guessable" },
+	/* The username: contained is refused as before, in l33t by zxcvbn. */
+	{ "username repeated", "alicealicealice", "alice", "contains_username" },
+	{ "username repeated, no username given", "alicealicealice", NULL, "too_guessable" },
+	{ "username in l33t, repeated", "qu1nt4xqu1nt4xqu1nt4x", "quintax", "too_guessable" },
+	{ "username in l33t, other user", "qu1nt4xqu1nt4xqu1nt4x", "bob", NULL },
+	{ "username in l33t, no username given", "qu1nt4xqu1nt4xqu1nt4x", NULL, NULL },
+	{ "username, case differs", "QUINTAX-quintax-99", "Quintax", "contains_username" },
+	{ "username in l33t, case differs", "QU1NT4Xqu1nt4x99", "Quintax", "too_guessable" },
+	/* The service name is a dictionary word for everybody. */
+	{ "service name repeated", "keygatekeygate1234", "alice", "too_guessable" },
+	{ "service name, capitalised", "Keygate2024keygate", NULL, "too_guessable" },
+	{ "service name and a common word", "keygate-password-1", "alice", "too_guessable" },
+	/* Accepted: what README.md and docs/ register and set, with alice. */
+	{ "README.md, docs/API.md /join", "correct horse battery staple", "alice", NULL },
+	{ "docs/API.md /password", "a much longer and newer passphrase", "alice", NULL },
+	/* and what the tests and the fuzz corpus use as good passwords. */
+	{ "test_api.py", "a long enough password 123", "alice", NULL },
+	{ "test_api.py, shorter", "long enough password", "alice", NULL },
+	{ "fuzz corpus /password", "a new password, long", "alice", NULL },
+	{ "fuzz corpus /join", "Tr0ub4dor&3 is long", "alice", NULL },
+	{ "fuzz corpus, other username", "someone-someone-someone", "alice", NULL },
+	{ "NFKC of a test_api.py password", "final Fullwidth caf\xc3\xa9 caf\xc3\xa9", "alice",
+	  NULL },
+	{ "test_package.py", "package horse battery staple", "alice", NULL },
+	{ "test_soak.py", "soak passphrase of reasonable length 42", "alice", NULL },
+	{ "bench.py", "bench-password-Quartz-Lantern-42", "alice", NULL },
+	/* Order: too_short, too_long, contains_username, too_common, too_guessable. */
+	{ "short beats guessable", "aaaaaaaa", NULL, "too_short" },
+	{ "username beats guessable", "alicealicealice1", "alice", "contains_username" },
+};
+
+static void
+init_floor(unsigned min_length, const char *common, unsigned floor_log10)
+{
+	assert_int_equal(init_full(SMALL_M, SMALL_T, SMALL_P, min_length, common, floor_log10),
+	    KG_OK);
+}
+
+static void
+test_policy_guessable(void **state)
+{
+	char buf[PASSWORD_MAX_CHARS + 1];
+
+	(void)state;
+	init_floor(DEFAULT_MIN_LENGTH, NULL, DEFAULT_FLOOR);
+	check_policy_cases(guessable_cases, sizeof(guessable_cases) / sizeof(guessable_cases[0]));
+	/* Too long is still too long, not too guessable. */
+	memset(buf, 'a', sizeof(buf));
+	assert_string_equal(password_check_policy(buf, sizeof(buf), NULL), "too_long");
+	assert_string_equal(password_check_policy(buf, sizeof(buf) - 1, NULL), "too_guessable");
+}
+
+static void
+test_policy_floor(void **state)
+{
+	(void)state;
+	/* Floor 0: no estimate, as before zxcvbn. */
+	init_floor(DEFAULT_MIN_LENGTH, NULL, 0);
+	assert_null(password_check_policy(S("passwordpassword"), NULL));
+	assert_null(password_check_policy(S("qwertyuiopasdfgh"), NULL));
+	/* The floor is what decides: "qwertyuiopasdfgh" is about 10^5.4. */
+	init_floor(DEFAULT_MIN_LENGTH, NULL, 5);
+	assert_null(password_check_policy(S("qwertyuiopasdfgh"), NULL));
+	init_floor(DEFAULT_MIN_LENGTH, NULL, 6);
+	assert_string_equal(password_check_policy(S("qwertyuiopasdfgh"), NULL), "too_guessable");
+	/* A floor nobody reaches refuses everything past the other rules. */
+	init_floor(DEFAULT_MIN_LENGTH, NULL, PASSWORD_GUESSES_LOG10_MAX);
+	assert_string_equal(password_check_policy(S("correct horse battery staple"), NULL),
+	    "too_guessable");
+	/* Above the maximum: a configuration error, the old state kept. */
+	assert_int_equal(init_full(SMALL_M, SMALL_T, SMALL_P, DEFAULT_MIN_LENGTH, NULL,
+	    PASSWORD_GUESSES_LOG10_MAX + 1), KG_ECONFIG);
+	assert_string_equal(password_check_policy(S("correct horse battery staple"), NULL),
+	    "too_guessable");
+	/* A listed password says too_common: the list is asked first. */
+	init_floor(10, list_path, DEFAULT_FLOOR);
+	assert_string_equal(password_check_policy(S("zzzzzzzzzz"), NULL), "too_common");
+	assert_string_equal(password_check_policy(S("aaaaaaaaaa"), NULL), "too_guessable");
 }
 
 static int
@@ -746,6 +865,57 @@ test_verify_dummy(void **state)
 	assert_int_equal(password_verify_dummy(NULL, 3), KG_EAUTH);
 }
 
+/* ---- known answers ---- */
+
+/*
+ * Argon2id v1.3 (v=19) vectors from libargon2's own test suite:
+ * P-H-C/phc-winner-argon2, src/test.c, main(), the Argon2id hashtest()
+ * calls (commit f57e61e19229e23c4445b85494dbf7c07de721cb, 2021-06-25),
+ * password "password", salt "somesalt", 32-byte tag. Only the cheap
+ * m=256 KiB ones, so that the test stays fast under valgrind. They check
+ * that password_verify computes Argon2id itself, not just agrees with
+ * password_hash.
+ */
+static const struct {
+	const char *encoded;
+	const char *pw;
+} argon2id_kats[] = {
+	{ "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4",
+	  "password" },
+	{ "$argon2id$v=19$m=256,t=2,p=2$c29tZXNhbHQ$bQk8UB/VmZZF4Oo79iDXuL5/0ttZwg2f/5U52iv1cDc",
+	  "password" },
+};
+
+static void
+test_argon2id_known_answers(void **state)
+{
+	char bad[PASSWORD_HASH_MAX];
+	size_t i, n;
+
+	(void)state;
+	init_small(10, NULL);
+	for (i = 0; i < sizeof(argon2id_kats) / sizeof(argon2id_kats[0]); i++) {
+		const char *h = argon2id_kats[i].encoded, *pw = argon2id_kats[i].pw;
+
+		if (password_verify(h, pw, strlen(pw)) != KG_OK)
+			fail_msg("known answer %zu does not verify", i);
+		if (password_verify(h, S("Password")) != KG_EAUTH)
+			fail_msg("known answer %zu verifies another password", i);
+		/*
+		 * One character inside the tag changed: six bits of it, not
+		 * the last character, whose low bits are padding.
+		 */
+		n = strlen(h);
+		assert_true(n > 10 && n < sizeof(bad));
+		memcpy(bad, h, n + 1);
+		bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A';
+		if (password_verify(bad, pw, strlen(pw)) != KG_EAUTH)
+			fail_msg("known answer %zu verifies with another tag", i);
+		/* Not the current parameters (m=1024,t=1,p=1): rehash at login. */
+		assert_int_equal(password_needs_rehash(h), 1);
+	}
+}
+
 /* ---- the shipped defaults ---- */
 
 static void
@@ -801,6 +971,8 @@ main(void)
 		cmocka_unit_test_teardown(test_policy_normalised_input, shutdown_after),
 		cmocka_unit_test_teardown(test_policy_no_list, shutdown_after),
 		cmocka_unit_test_teardown(test_policy_real_list, shutdown_after),
+		cmocka_unit_test_teardown(test_policy_guessable, shutdown_after),
+		cmocka_unit_test_teardown(test_policy_floor, shutdown_after),
 		cmocka_unit_test(test_data_file),
 		cmocka_unit_test_teardown(test_hash_verify, shutdown_after),
 		cmocka_unit_test_teardown(test_verify_bad_hashes, shutdown_after),
@@ -810,6 +982,7 @@ main(void)
 		cmocka_unit_test_teardown(test_needs_rehash_params, shutdown_after),
 		cmocka_unit_test_teardown(test_verify_dummy, shutdown_after),
 		cmocka_unit_test_teardown(test_default_params, shutdown_after),
+		cmocka_unit_test_teardown(test_argon2id_known_answers, shutdown_after),
 	};
 
 	return cmocka_run_group_tests_name("password", tests, group_setup, group_teardown);
