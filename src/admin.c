@@ -44,6 +44,10 @@ admin_usage(FILE *f, int rc)
 static int
 admin_fail(const char *what, enum kg_err err)
 {
+	if (err == KG_EDB && db_schema_missing()) {
+		fprintf(stderr, "keygate: %s: schema not migrated: run `keygate migrate`\n", what);
+		return ADMIN_EDB;
+	}
 	if (err == KG_EDB) {
 		fprintf(stderr, "keygate: %s: database unreachable\n", what);
 		return ADMIN_EDB;
@@ -454,10 +458,8 @@ admin_main(const struct conf *c, int argc, char **argv)
 			return admin_usage(stdout, ADMIN_OK);
 	if (master_configure(c) != KG_OK)
 		return ADMIN_EUSAGE;
-	if (db_ready() != KG_OK) {
-		fprintf(stderr, "keygate: %s: database unreachable\n", argv[0]);
-		return ADMIN_EDB;
-	}
+	if (db_ready() != KG_OK)
+		return admin_fail(argv[0], KG_EDB);
 	optind = 0; /* GNU getopt: start over, forgetting main's state */
 	if (strcmp(argv[0], "user") == 0)
 		rc = admin_user(argc, argv);

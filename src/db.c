@@ -247,6 +247,7 @@ static struct {
 	int backoff_ms;          /* current reconnect back-off */
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
+	int schema_old;          /* the schema is older than DB_SCHEMA_VERSION (said once) */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
 	long long polled_ms;     /* monotonic, when the socket was last looked at */
 	/* The token refresh out on the connection (db_token_refresh_send), if any. */
@@ -314,6 +315,48 @@ db_retry_after(void)
 	return (long)((left + 999) / 1000);
 }
 
+/*
+ * The application's statements need the schema of DB_SCHEMA_VERSION:
+ * without it every one of them fails to prepare, with a message about a
+ * missing relation or function that says nothing of the cause. Say it.
+ */
+static enum kg_err
+db_schema_check(void)
+{
+	PGresult *res = PQexec(db.conn, "SELECT coalesce(max(version), 'none') FROM schema_migrations");
+	const char *state, *have = "none";
+	enum kg_err err = KG_EDB;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		have = PQgetvalue(res, 0, 0);
+	else {
+		/* 42P01 undefined_table: keygate migrate never ran here. */
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (state == NULL || strcmp(state, "42P01") != 0) {
+			db_log_error("schema version", PQresultErrorMessage(res));
+			goto out;
+		}
+	}
+	if (strcmp(have, "none") != 0 && strcmp(have, DB_SCHEMA_VERSION) >= 0) {
+		db.schema_old = 0;
+		err = KG_OK;
+		goto out;
+	}
+	if (!db.schema_old)
+		log_warnx("database: schema not migrated: run `keygate migrate`"
+		    " (the database is at %s, this keygate needs %s)", have, DB_SCHEMA_VERSION);
+	db.schema_old = 1;
+out:
+	PQclear(res);
+	return err;
+}
+
+int
+db_schema_missing(void)
+{
+	return db.schema_old;
+}
+
 static enum kg_err
 db_connect(void)
 {
@@ -339,6 +382,9 @@ db_connect(void)
 		err = KG_OK;
 		goto out;
 	}
+	if ((err = db_schema_check()) != KG_OK)
+		goto out;
+	err = KG_EDB;
 	for (i = 0; i < ST__MAX; i++) {
 		res = PQprepare(db.conn, db_stmts[i].name, db_stmts[i].sql, db_stmts[i].nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {

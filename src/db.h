@@ -20,6 +20,8 @@ struct conf;
 #define DB_SCOPES_MAX 1100  /* text form of text[] */
 #define DB_KEY_MAX 64
 #define DB_REVOKE_CHANNEL "keygate_revoke"  /* NOTIFY channel: some session ended */
+/* The newest migration (db/migrations/NNNN_*.sql) this build's statements need. */
+#define DB_SCHEMA_VERSION "0004"
 
 struct db_user {
 	long long id;
@@ -77,6 +79,13 @@ enum kg_err db_ready(void) KG_MUSTCHECK;
 
 /* Seconds a client should wait before retrying while the database is down (>= 1). */
 long db_retry_after(void);
+
+/*
+ * 1 when the last connection found the schema older than DB_SCHEMA_VERSION
+ * (then db_ready and every statement give KG_EDB, and the log says to run
+ * keygate migrate).
+ */
+int db_schema_missing(void);
 
 /* Close the connection (before fork, at exit). */
 void db_close(void);

@@ -329,7 +329,9 @@ worker_main(const struct conf *c, int slot)
 	}
 	/* Connect now so the first request does not pay for it; failure is retried later. */
 	if (db_ready() != KG_OK)
-		log_warnx("database not reachable yet; requests get 503 until it is");
+		log_warnx(db_schema_missing() ?
+		    "requests get 503 until the schema is migrated" :
+		    "database not reachable yet; requests get 503 until it is");
 	served = fcgi_serve(c, &worker_stop);
 	log_debug("worker exiting after %ld requests", served);
 	db_close();
