@@ -89,15 +89,18 @@ def test_cache_size_survives_last_used_at_writes(keygate, pg, size, touch):
     assert set(statuses) == {200}, statuses
     assert kg.alive() and sorted(kg.worker_pids()) == pids
     assert _respawns(kg) == respawns
-    assert len(seen) > writes_wanted and seen == sorted(seen), \
+    # Written, and each time a touch_interval after the last (whole seconds).
+    assert len(seen) > writes_wanted, \
         "last_used_at %s in %.1fs at touch_interval %d" % (seen, elapsed, touch)
+    assert all((b - a).total_seconds() >= touch for a, b in zip(seen, seen[1:])), seen
     assert "could not record token use" not in log
     if touch > 0:
-        # Once per touch_interval and pool (each worker on its own with the
-        # cache off), not once per check.
+        # Sent once per touch_interval and pool (by each worker for itself
+        # with the cache off), not once per check. (With the cache on, a
+        # refresh in the entry's last quarter may do the write instead.)
         writes = log.count(": last_used_at write sent")
         bound = WORKERS * (int(elapsed / touch) + 2)
-        assert 1 <= writes <= bound, "%d writes in %.1fs (%d checks)" % (
+        assert writes <= bound, "%d writes in %.1fs (%d checks)" % (
             writes, elapsed, len(statuses))
     # 0 is off; any other size caches (at least one set of 4 entries).
     assert ("cache hit" in log) == (size > 0)
