@@ -63,6 +63,13 @@ cache_configure(size_t entries, int ttl_s)
 	void *p = NULL;
 	size_t bytes;
 
+	/*
+	 * Whole sets: cache_places() divides by their number. 0 is off; any
+	 * other size keeps at least one set, so that a small size is a small
+	 * cache, never a cache of no sets.
+	 */
+	if (entries > 0 && entries < CACHE_WAYS)
+		entries = CACHE_WAYS;
 	entries -= entries % CACHE_WAYS;
 	bytes = entries * (sizeof(struct cache_entry) + sizeof(*cache_tags));
 	/*
@@ -81,7 +88,19 @@ cache_configure(size_t entries, int ttl_s)
 	cache_n = entries;
 	cache_bytes = bytes;
 	cache_ttl_ms = (long long)ttl_s * 1000;
+	/* Only the cache needs to hear of revocations: unread notifications pile up. */
+	db_listen_for_revocations(cache_n > 0);
 	return KG_OK;
+}
+
+/*
+ * Is the cache off (no sets)? Every function that reaches cache_places()
+ * asks first: with the cache off nothing is stored, found or claimed.
+ */
+static int
+cache_off(void)
+{
+	return cache_n == 0;
 }
 
 /*
@@ -91,7 +110,8 @@ cache_configure(size_t entries, int ttl_s)
  * tokens: a set holding one key more than it has ways misses on every
  * request. With 10,000 tokens in 16,384 entries, one 4-way set per key
  * left a fifth of the tokens in such sets, one 8-way set a tenth; two
- * 4-way sets leave next to none.
+ * 4-way sets leave next to none. Only with the cache on: there is at
+ * least one set then (cache_configure), and a single set is both choices.
  */
 static uint64_t
 cache_places(const char *key, struct cache_entry *places[CACHE_PLACES])
@@ -220,7 +240,7 @@ cache_lookup(const char *key, struct db_token *row)
 	size_t off = 0;
 	int pending;
 
-	if (cache_n < CACHE_WAYS)
+	if (cache_off())
 		return 0;
 	ticket_ms = kg_monotonic_ms();
 	/*
@@ -314,7 +334,7 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	long s;
 
 	memset(strs, 0, sizeof(strs));
-	if (strlen(key) > TOKEN_KEY_LEN || !cache_pack(strs, row))
+	if (cache_off() || strlen(key) > TOKEN_KEY_LEN || !cache_pack(strs, row))
 		return;
 	e = cache_victim(key, &tag);
 	if ((s = cache_lock(e)) < 0)
@@ -362,7 +382,7 @@ cache_store(const char *key, const struct db_token *row)
 {
 	int pending;
 
-	if (cache_n < CACHE_WAYS)
+	if (cache_off())
 		return;
 	if ((pending = db_revocations_pending(kg_monotonic_ms())) != 0) {
 		if (pending > 0)
@@ -372,13 +392,19 @@ cache_store(const char *key, const struct db_token *row)
 	cache_put(key, row, ticket_ms, ticket_epoch);
 }
 
-/* Put the answer to a refresh sent earlier (by this worker) into the cache. */
+/*
+ * Put the answer to a refresh sent earlier (by this worker) into the cache;
+ * with the cache off, only take it (the write was all that mattered).
+ */
 static void
 cache_take_refresh(void)
 {
 	struct db_refresh r;
+	int got = db_token_refresh_take(&r);
 
-	switch (db_token_refresh_take(&r)) {
+	if (cache_off())
+		return;
+	switch (got) {
 	case DB_REFRESH_ROW:
 		/* From before a revocation: dead on arrival, keep what is there. */
 		if (r.epoch == ticket_epoch)
@@ -418,7 +444,7 @@ cache_claim_refresh(const char *key)
 	int claimed = 0;
 	long s;
 
-	if (cache_n < CACHE_WAYS || (e = cache_find(key, p, &tag)) == NULL)
+	if (cache_off() || (e = cache_find(key, p, &tag)) == NULL)
 		return 0;
 	/*
 	 * Unlocked first: most hits are far from their entry's end, and the
@@ -442,7 +468,7 @@ cache_claim_touch(const char *key, long long seen, long long now)
 	int claimed = 0;
 	long s;
 
-	if (cache_n < CACHE_WAYS)
+	if (cache_off())
 		return 1;
 	if ((e = cache_find(key, p, &tag)) == NULL || (s = cache_lock(e)) < 0)
 		return 0;
@@ -469,7 +495,7 @@ cache_forget(const char *key)
 	uint64_t tag;
 	long s;
 
-	if (cache_n < CACHE_WAYS || (e = cache_find(key, p, &tag)) == NULL ||
+	if (cache_off() || (e = cache_find(key, p, &tag)) == NULL ||
 	    (s = cache_lock(e)) < 0)
 		return;
 	if (cache_is(e, tag, key)) {

@@ -27,8 +27,11 @@
 #include "kg.h"
 
 /*
- * Map a fresh cache (0 entries disables it), before the workers are
- * forked. KG_ENOMEM when the mapping fails.
+ * Map a fresh cache, before the workers are forked: entries rounded down
+ * to whole sets of 4, at least one set (1 to 3 give 4). 0 turns the cache
+ * off: nothing is stored or found, every check reads the database, and
+ * connections do not listen for revocations. KG_ENOMEM when the mapping
+ * fails.
  */
 enum kg_err cache_configure(size_t entries, int ttl_s) KG_MUSTCHECK;
 
@@ -44,7 +47,7 @@ void cache_store(const char *key, const struct db_token *row);
 /*
  * A cache hit found key's last_used_at (seen) over touch_interval old:
  * 1 when this worker is the one to write it (the entry now says now),
- * 0 when another worker already did or is doing it.
+ * 0 when another worker already did or is doing it. 1 with the cache off.
  */
 int cache_claim_touch(const char *key, long long seen, long long now);
 
@@ -59,7 +62,8 @@ int cache_claim_refresh(const char *key);
 /*
  * Read key again and write its last_used_at if due, without waiting; the
  * answer replaces (or drops) the entry at a later lookup, trusted as of
- * this request's lookup. KG_EDB when it could not be sent.
+ * this request's lookup. With the cache off only the write matters: the
+ * answer is taken and dropped. KG_EDB when it could not be sent.
  */
 enum kg_err cache_refresh_send(const char *key, int touch_interval) KG_MUSTCHECK;
 

@@ -51,7 +51,7 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
-	long token_cache_size;            /* entries per worker, 0 = off */
+	long token_cache_size;            /* pool-wide; 0 = off, else a multiple of 4 (min 4) */
 	int token_cache_ttl;              /* seconds */
 	/* abuse resistance */
 	int login_max_failures;

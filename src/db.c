@@ -248,6 +248,7 @@ static struct {
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
 	int schema_old;          /* the schema is older than DB_SCHEMA_VERSION (said once) */
+	int listen;              /* LISTEN for revocations (db_listen_for_revocations) */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
 	long long polled_ms;     /* monotonic, when the socket was last looked at */
 	/* The token refresh out on the connection (db_token_refresh_send), if any. */
@@ -395,12 +396,14 @@ db_connect(void)
 		res = NULL;
 	}
 	/* Learn of sessions ended by other workers, hosts and the admin command line. */
-	res = PQexec(db.conn, "LISTEN " DB_REVOKE_CHANNEL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		db_log_error("listen", PQresultErrorMessage(res));
-		goto out;
+	if (db.listen) {
+		res = PQexec(db.conn, "LISTEN " DB_REVOKE_CHANNEL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			db_log_error("listen", PQresultErrorMessage(res));
+			goto out;
+		}
+		PQclear(res);
 	}
-	PQclear(res);
 	params[0] = db.statement_timeout;
 	res = PQexecPrepared(db.conn, db_stmts[ST_SET_TIMEOUT].name, 1, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -418,9 +421,15 @@ out:
 			log_info("database: connected");
 		db.backoff_ms = 0;
 		db.next_try_ms = 0;
-		db.listening_ms = kg_monotonic_ms();
+		db.listening_ms = db.listen ? kg_monotonic_ms() : LLONG_MAX;
 	}
 	return err;
+}
+
+void
+db_listen_for_revocations(int on)
+{
+	db.listen = on;
 }
 
 int

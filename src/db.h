@@ -93,6 +93,13 @@ void db_close(void);
 enum kg_err db_ping(void) KG_MUSTCHECK;
 
 /*
+ * Whether connections opened from now on LISTEN for sessions ended
+ * elsewhere (off by default): only the token cache reads the
+ * notifications, and unread ones would pile up in the connection.
+ */
+void db_listen_for_revocations(int on);
+
+/*
  * Sessions ended elsewhere since the last call: 1 when a notification
  * arrived, 0 when none did, -1 when the connection is down (nobody can
  * tell). Never blocks. now_ms is the caller's monotonic clock: the socket
