@@ -71,11 +71,13 @@ enum db_stmt {
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
 	ST_THROTTLE_RESERVE,
+	ST_JOIN_BEGIN,
 	ST_LOGIN_BEGIN,
 	ST_THROTTLE_WAIT,
 	ST_THROTTLE_CLEAR,
 	ST_THROTTLE_RELEASE,
 	ST_EVENT_INSERT,
+	ST_EVENT_THROTTLED,
 	ST_USER_SET_DISABLED,
 	ST_USER_LIST,
 	ST_EVENTS,
@@ -114,10 +116,11 @@ static const struct {
 	 * address's attempt given back ($8, limit $11), the user's tokens
 	 * trimmed to $12 (the new token is the newest: keep $12 - 1 others),
 	 * with a NOTIFY when that ended any, and the login_ok event ($13
-	 * username, $14 user agent). Returns the expiry (NULL on a collision)
+	 * username, $14 user agent). $15 is the address's throttle key ($8
+	 * the address as recorded). Returns the expiry (NULL on a collision)
 	 * and the number of tokens trimmed.
 	 */
-	[ST_LOGIN_FINISH] = { "login_finish", 14,
+	[ST_LOGIN_FINISH] = { "login_finish", 15,
 	    "WITH i AS (INSERT INTO api_keys (key, user_id, secret_digest, scopes, remember,"
 	    " expires_at, idle_timeout_s, ip, user_agent)"
 	    " VALUES ($1, $2, decode($3, 'hex'), $4::text[], $5, now() + make_interval(secs => $6),"
@@ -126,7 +129,7 @@ static const struct {
 	    " AND scope = 'user' AND subject = $10),"
 	    " r AS (UPDATE throttle SET attempts = greatest(attempts - 1, 0),"
 	    " blocked_until = CASE WHEN attempts - 1 < $11::int THEN NULL ELSE blocked_until END"
-	    " WHERE EXISTS (SELECT 1 FROM i) AND scope = 'addr' AND subject = $8),"
+	    " WHERE EXISTS (SELECT 1 FROM i) AND scope = 'addr' AND subject = $15),"
 	    " d AS (DELETE FROM api_keys k WHERE EXISTS (SELECT 1 FROM i) AND k.user_id = $2"
 	    " AND (NOT " LIVE("k") " OR k.key IN (SELECT key FROM api_keys WHERE user_id = $2"
 	    "  ORDER BY last_used_at DESC, created_at DESC OFFSET $12::int - 1)) RETURNING 1),"
@@ -174,6 +177,20 @@ static const struct {
 	    THROTTLE_INSERT " VALUES ($1, $2, 1, now(), " THROTTLE_FIRST("$4", "$5") ")"
 	    THROTTLE_COUNT("$3", "$4", "$5", "$6") " RETURNING t.attempts" },
 	/*
+	 * Everything a registration needs before its hash, in one statement:
+	 * an attempt counted against the address $1 (none when NULL; rule
+	 * $2-$5), and whether the username $6 and the email $7 (may be NULL)
+	 * are taken. Returns whether the attempt was counted and the two.
+	 */
+	[ST_JOIN_BEGIN] = { "join_begin", 7,
+	    "WITH a AS (" THROTTLE_INSERT
+	    " SELECT 'join', $1, 1, now(), " THROTTLE_FIRST("$3", "$4") " WHERE $1::text IS NOT NULL"
+	    THROTTLE_COUNT("$2", "$3", "$4", "$5") " RETURNING 1)"
+	    " SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM a),"
+	    " EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($6)),"
+	    " $7::text IS NOT NULL AND EXISTS (SELECT 1 FROM users"
+	    "  WHERE email IS NOT NULL AND lower(email) = lower($7))" },
+	/*
 	 * Everything a login needs before its hash, in one statement (one
 	 * round trip, one commit): an attempt counted against the address $1
 	 * (none when NULL; rule $3-$6), then, only if the address was not
@@ -205,6 +222,23 @@ static const struct {
 	    "INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
 	    " VALUES ($1, $2, $3, $4, $5)" },
 	/*
+	 * A login refused by a block: the block (of the address $1, else of
+	 * the account $2, as login_begin checks them) has one login_throttled
+	 * row, counted up by each further refusal, so that a client cannot
+	 * grow the table by being refused. $3 username, $4 address, $5 user
+	 * agent. A block that ended meanwhile gets a row of its own.
+	 */
+	[ST_EVENT_THROTTLED] = { "event_throttled", 5,
+	    "WITH b AS (SELECT scope, subject, blocked_until FROM throttle"
+	    " WHERE ((scope = 'addr' AND subject = $1) OR (scope = 'user' AND subject = $2))"
+	    " AND blocked_until > now() ORDER BY scope = 'addr' DESC LIMIT 1)"
+	    " INSERT INTO auth_events AS e (event, username, ip, user_agent, throttle_scope,"
+	    " throttle_subject, blocked_until)"
+	    " SELECT 'login_throttled', $3, $4, $5, b.scope, b.subject, b.blocked_until"
+	    " FROM (SELECT 1) o LEFT JOIN b ON true"
+	    " ON CONFLICT (throttle_scope, throttle_subject, blocked_until)"
+	    " WHERE blocked_until IS NOT NULL DO UPDATE SET count = e.count + 1" },
+	/*
 	 * Disabling ends every session of the account too, so that enabling it
 	 * later does not bring old tokens back.
 	 */
@@ -220,7 +254,7 @@ static const struct {
 	    " FROM users u ORDER BY u.id" },
 	[ST_EVENTS] = { "events", 3,
 	    "SELECT " TS("at") ", event, coalesce(user_id::text, ''), coalesce(username, ''),"
-	    " coalesce(ip, ''), coalesce(user_agent, '') FROM auth_events"
+	    " coalesce(ip, ''), coalesce(user_agent, ''), count FROM auth_events"
 	    " WHERE ($1::text IS NULL OR lower(username) = lower($1))"
 	    " AND at >= coalesce($2::timestamptz, '-infinity') ORDER BY at, id LIMIT $3" },
 	[ST_PRUNE_TOKENS] = { "prune_tokens", 0,
@@ -668,9 +702,9 @@ db_login_finish(const struct db_login_finish *l, int *collided, char expires_at[
 	const struct db_token_new *t = l->token;
 	struct db_token_params tp;
 	char addr_max[16], max_tokens[16];
-	const char *params[14] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
+	const char *params[15] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
 		tp.life, tp.idle, t->ip, t->user_agent, l->subject, addr_max, max_tokens,
-		l->username, l->event_user_agent };
+		l->username, l->event_user_agent, l->addr_subject };
 	PGresult *res = NULL;
 	enum kg_err err;
 
@@ -925,6 +959,36 @@ db_throttle_reserve(const char *scope, const char *subject, const struct db_thro
 }
 
 enum kg_err
+db_join_begin(const char *addr, const struct db_throttle_rule *rule, const char *username,
+    const char *email, long *retry_after)
+{
+	char r[4][24];
+	const char *params[7] = { addr };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	*retry_after = 0;
+	db_throttle_params(rule, r, params + 1);
+	params[5] = username;
+	params[6] = email;
+	if ((err = db_exec(ST_JOIN_BEGIN, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ESYS;
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] != 't')
+		err = db_throttled("join", addr, retry_after);
+	else if (PQgetvalue(res, 0, 1)[0] == 't')
+		err = KG_EUSERNAME_TAKEN;
+	else if (PQgetvalue(res, 0, 2)[0] == 't')
+		err = KG_EEMAIL_TAKEN;
+out:
+	PQclear(res);
+	return err;
+}
+
+enum kg_err
 db_login_begin(const char *addr, const char *subject, const struct db_throttle_rule *addr_rule,
     const struct db_throttle_rule *user_rule, const char *username, struct db_user *u,
     long *retry_after)
@@ -989,6 +1053,15 @@ db_event_insert(const char *event, long long user_id, const char *username, cons
 
 	db_fmt_ll(idbuf, sizeof(idbuf), user_id);
 	return db_change(ST_EVENT_INSERT, params, NULL);
+}
+
+enum kg_err
+db_event_throttled(const char *addr, const char *subject, const char *username,
+    const char *ip, const char *user_agent)
+{
+	const char *params[5] = { addr, subject, username, ip, user_agent };
+
+	return db_change(ST_EVENT_THROTTLED, params, NULL);
 }
 
 enum kg_err
