@@ -70,7 +70,6 @@ enum db_stmt {
 	ST_TOKEN_DELETE,
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
-	ST_THROTTLE_RESERVE,
 	ST_JOIN_BEGIN,
 	ST_LOGIN_BEGIN,
 	ST_THROTTLE_WAIT,
@@ -167,19 +166,10 @@ static const struct {
 	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k")
 	    " ORDER BY k.last_used_at DESC, k.created_at DESC LIMIT 1000" },
 	/*
-	 * Count an attempt before the password is checked, and block once the
-	 * limit is reached, in one statement: concurrent guesses cannot overrun
-	 * it. No row comes back while the subject is blocked. $3 window, $4
-	 * limit, $5 first delay, $6 longest delay (seconds); the delay doubles
-	 * with each attempt past the limit.
-	 */
-	[ST_THROTTLE_RESERVE] = { "throttle_reserve", 6,
-	    THROTTLE_INSERT " VALUES ($1, $2, 1, now(), " THROTTLE_FIRST("$4", "$5") ")"
-	    THROTTLE_COUNT("$3", "$4", "$5", "$6") " RETURNING t.attempts" },
-	/*
 	 * Everything a registration needs before its hash, in one statement:
 	 * an attempt counted against the address $1 (none when NULL; rule
-	 * $2-$5), and whether the username $6 and the email $7 (may be NULL)
+	 * $2-$5: window, limit, first and longest delay), so that concurrent
+	 * registrations cannot overrun the limit, and whether the username $6 and the email $7 (may be NULL)
 	 * are taken. Returns whether the attempt was counted and the two.
 	 */
 	[ST_JOIN_BEGIN] = { "join_begin", 7,
@@ -938,24 +928,6 @@ db_throttled(const char *scope, const char *subject, long *retry_after)
 		*retry_after = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	return KG_ETHROTTLED;
-}
-
-enum kg_err
-db_throttle_reserve(const char *scope, const char *subject, const struct db_throttle_rule *r,
-    long *retry_after)
-{
-	char rule[4][24];
-	const char *params[6] = { scope, subject };
-	PGresult *res = NULL;
-	enum kg_err err;
-
-	*retry_after = 0;
-	db_throttle_params(r, rule, params + 2);
-	if ((err = db_exec(ST_THROTTLE_RESERVE, params, 1, &res, NULL, 0)) == KG_OK &&
-	    PQntuples(res) != 1)
-		err = db_throttled(scope, subject, retry_after);
-	PQclear(res);
-	return err;
 }
 
 enum kg_err

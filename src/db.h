@@ -174,12 +174,6 @@ struct db_throttle_rule {
 };
 
 /*
- * Count one attempt for (scope, subject) before doing the work it guards.
- * KG_ETHROTTLED with *retry_after (seconds) when the subject is blocked.
- */
-enum kg_err db_throttle_reserve(const char *scope, const char *subject,
-    const struct db_throttle_rule *r, long *retry_after) KG_MUSTCHECK;
-/*
  * Before a registration's hash, in one statement: count the attempt against
  * the address addr (NULL: none) and look for username and email (NULL:
  * none) among the users, without case. KG_ETHROTTLED with *retry_after when
