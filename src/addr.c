@@ -149,3 +149,39 @@ addr_client(const char *remote, const char *xff, const struct addr_list *trusted
 		end = start > xff ? start - 1 : start;
 	}
 }
+
+void
+addr_throttle_key(const char *ip, unsigned v6_prefix, char *out, size_t outsz)
+{
+	char text[INET6_ADDRSTRLEN];
+	unsigned char bytes[16];
+	unsigned i;
+	int family, w;
+
+	if (outsz == 0)
+		return;
+	if (ip == NULL || addr_parse(ip, &family, bytes) != 0) {
+		(void)snprintf(out, outsz, "%s", ADDR_KEY_UNKNOWN);
+		return;
+	}
+	if (v6_prefix > 128)
+		v6_prefix = 128;
+	/* One client of an IPv6 network holds all of it: key on the network. */
+	if (family == AF_INET6)
+		for (i = 0; i < 16; i++) {
+			unsigned keep = v6_prefix > 8 * i ? v6_prefix - 8 * i : 0;
+
+			if (keep < 8)
+				bytes[i] &= (unsigned char)(0xff << (8 - keep));
+		}
+	if (inet_ntop(family, bytes, text, sizeof(text)) == NULL) {
+		(void)snprintf(out, outsz, "%s", ADDR_KEY_UNKNOWN);
+		return;
+	}
+	if (family == AF_INET6 && v6_prefix < 128)
+		w = snprintf(out, outsz, "%s/%u", text, v6_prefix);
+	else
+		w = snprintf(out, outsz, "%s", text);
+	if (w < 0 || (size_t)w >= outsz)
+		(void)snprintf(out, outsz, "%s", ADDR_KEY_UNKNOWN);
+}

@@ -1,5 +1,6 @@
 /*
- * addr: client addresses and CIDR lists (status_allow, trusted proxies).
+ * addr: client addresses, CIDR lists (status_allow, trusted proxies) and
+ * the keys per-address limits count under.
  */
 #ifndef ADDR_H
 #define ADDR_H
@@ -34,5 +35,18 @@ int addr_list_match(const struct addr_list *l, const char *ip);
  */
 void addr_client(const char *remote, const char *xff, const struct addr_list *trusted,
     char *out, size_t outsz);
+
+/* Room for any throttle key addr_throttle_key writes. */
+#define ADDR_KEY_MAX 64
+/* The one key shared by every request without a usable address. */
+#define ADDR_KEY_UNKNOWN "unknown"
+
+/*
+ * The key per-address limits count a client under: an IPv4 address as
+ * itself (IPv4-mapped IPv6 included), an IPv6 address as its network of
+ * v6_prefix bits ("2001:db8:1:2::/64"; the address itself at 128), and
+ * anything else (NULL, "", not an address) as ADDR_KEY_UNKNOWN.
+ */
+void addr_throttle_key(const char *ip, unsigned v6_prefix, char *out, size_t outsz);
 
 #endif

@@ -16,7 +16,10 @@
 #include "password.h"
 
 /* Events are recorded as coming from the command line, without an address. */
-static struct auth_client admin_client = { NULL, "keygate-cli", 0 };
+static struct auth_client admin_client = { NULL, "keygate-cli", 0, NULL };
+
+/* Room for a stored value of up to 256 bytes, every byte escaped. */
+#define ADMIN_SHOW_MAX (4 * 256 + 4)
 
 static const char *const admin_usage_text =
     "usage:\n"
@@ -32,6 +35,40 @@ static const char *const admin_usage_text =
     "Passwords are read from the terminal without echo, or with --password-stdin\n"
     "as one line from standard input. Exit status: 0 ok, 1 usage or data error,\n"
     "2 database unreachable.\n";
+
+/*
+ * A stored value as it may reach the administrator's terminal: printable
+ * ASCII as it is, '\\' and '"' escaped, every other byte (control
+ * characters, ESC, UTF-8) as \xNN, so that no value a client chose can
+ * drive the terminal. Too long for out: cut, ending in "...".
+ */
+static const char *
+admin_show(const char *s, char *out, size_t outsz)
+{
+	size_t used = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		char one[5];
+		size_t n;
+
+		if (c == '\\' || c == '"')
+			(void)snprintf(one, sizeof(one), "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			(void)snprintf(one, sizeof(one), "%c", c);
+		else
+			(void)snprintf(one, sizeof(one), "\\x%02x", c);
+		n = strlen(one);
+		if (used + n + 4 > outsz) {
+			(void)snprintf(out + used, outsz - used, "...");
+			return out;
+		}
+		memcpy(out + used, one, n);
+		used += n;
+	}
+	out[used] = '\0';
+	return out;
+}
 
 static int
 admin_usage(FILE *f, int rc)
@@ -249,11 +286,14 @@ static void
 admin_user_row(void *arg, const char *const *cols, size_t n)
 {
 	struct json_obj *arr = arg;
+	char name[ADMIN_SHOW_MAX], email[ADMIN_SHOW_MAX];
 
 	if (n < 6)
 		return;
 	if (arr == NULL) {
-		printf("%-8s %-24s %-32s %-9s %-21s %s\n", cols[0], cols[1], cols[2][0] ? cols[2] : "-",
+		printf("%-8s %-24s %-32s %-9s %-21s %s\n", cols[0],
+		    admin_show(cols[1], name, sizeof(name)),
+		    cols[2][0] ? admin_show(cols[2], email, sizeof(email)) : "-",
 		    cols[3][0] == 't' ? "disabled" : "active", cols[4], cols[5]);
 		return;
 	}
@@ -383,11 +423,19 @@ admin_token(int argc, char **argv)
 static void
 admin_event_row(void *arg, const char *const *cols, size_t n)
 {
+	char name[ADMIN_SHOW_MAX], ip[ADMIN_SHOW_MAX], ua[ADMIN_SHOW_MAX];
+
 	(void)arg;
-	if (n >= 6)
-		printf("%s %-16s user_id=%s username=%s ip=%s ua=\"%s\"\n", cols[0], cols[1],
-		    cols[2][0] ? cols[2] : "-", cols[3][0] ? cols[3] : "-", cols[4][0] ? cols[4] : "-",
-		    cols[5]);
+	if (n < 7)
+		return;
+	printf("%s %-16s user_id=%s username=%s ip=%s ua=\"%s\"", cols[0], cols[1],
+	    cols[2][0] ? cols[2] : "-", cols[3][0] ? admin_show(cols[3], name, sizeof(name)) : "-",
+	    cols[4][0] ? admin_show(cols[4], ip, sizeof(ip)) : "-",
+	    admin_show(cols[5], ua, sizeof(ua)));
+	/* One row stands for a whole block's refusals (login_throttled). */
+	if (strcmp(cols[6], "1") != 0)
+		printf(" count=%s", cols[6]);
+	printf("\n");
 }
 
 static int

@@ -18,6 +18,7 @@
 
 static struct addr_list api_status_allow;
 static struct addr_list api_trusted_proxies;
+static unsigned api_ipv6_prefix;
 
 /* Browser settings: cookie mode, CSRF and CORS. */
 static struct {
@@ -38,6 +39,7 @@ api_configure(const struct conf *c)
 		return err;
 	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
 		return err;
+	api_ipv6_prefix = (unsigned)c->throttle_ipv6_prefix;
 	if ((err = http_origins_parse(c->allowed_origins, &api_web.origins)) != KG_OK)
 		return err;
 	(void)snprintf(api_web.cookie_name, sizeof(api_web.cookie_name), "%s", c->cookie_name);
@@ -93,6 +95,7 @@ api_set_cookie(struct response *resp, const char *value, long max_age)
 struct api_client {
 	struct auth_client cl;
 	char ip[64];
+	char throttle_addr[ADDR_KEY_MAX];
 	char ua[API_UA_MAX + 1];
 };
 
@@ -105,12 +108,18 @@ api_client(const struct request *req, struct api_client *ac)
 	memset(ac, 0, sizeof(*ac));
 	addr_client(req->remote_addr, req->forwarded_for, &api_trusted_proxies, ac->ip,
 	    sizeof(ac->ip));
+	/*
+	 * Requests without a usable address share one key rather than
+	 * escape the per-address limits; an IPv6 client counts as its network.
+	 */
+	addr_throttle_key(ac->ip, api_ipv6_prefix, ac->throttle_addr, sizeof(ac->throttle_addr));
 	/* Fit for a text column and a log: printable ASCII, bounded. */
 	for (i = 0; ua != NULL && ua[i] != '\0' && i < API_UA_MAX; i++)
 		ac->ua[i] = (ua[i] >= 0x20 && ua[i] < 0x7f) ? ua[i] : '?';
 	ac->ua[i] = '\0';
 	ac->cl.ip = ac->ip;
 	ac->cl.user_agent = ac->ua;
+	ac->cl.throttle_addr = ac->throttle_addr;
 	return &ac->cl;
 }
 

@@ -36,23 +36,74 @@ auth_configure(const struct conf *c)
 	auth_conf.join = (struct db_throttle_rule){ 3600, c->join_max_per_address, 3600, 3600 };
 }
 
-void
-auth_event(const char *event, long long user_id, const char *username,
-    const struct auth_client *cl)
-{
-	const char *ip = cl != NULL && cl->ip != NULL && cl->ip[0] != '\0' ? cl->ip : NULL;
-
-	const char *ua = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
-	    cl->user_agent : NULL;
-
-	if (db_event_insert(event, user_id, username, ip, ua) != KG_OK)
-		log_warnx("audit: could not record %s", event);
-}
-
 static int
 auth_has_ip(const struct auth_client *cl)
 {
 	return cl != NULL && cl->ip != NULL && cl->ip[0] != '\0';
+}
+
+/* The key per-address limits count the client under; NULL: none apply. */
+static const char *
+auth_addr_key(const struct auth_client *cl)
+{
+	return cl != NULL ? cl->throttle_addr : NULL;
+}
+
+/*
+ * What is kept of a username as typed, in the audit trail and as the
+ * account's throttle key (fold: without case). A name that could be one is
+ * kept; anything else -- control characters, a password typed into the
+ * wrong field -- only as "#" and 4 hex digits of the SHA-256 of its
+ * lowercase form: enough to tell repeated attempts apart (and to throttle
+ * them), too few bits to recover or confirm what was typed.
+ */
+static void
+auth_name_record(const char *typed, int fold, char *out, size_t outsz)
+{
+	char low[257];
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	size_t i;
+	int valid = auth_username_valid(typed);
+
+	for (i = 0; typed[i] != '\0' && i + 1 < sizeof(low); i++)
+		low[i] = (typed[i] >= 'A' && typed[i] <= 'Z') ? (char)(typed[i] + 32) : typed[i];
+	low[i] = '\0';
+	if (valid) {
+		(void)kg_strlcpy(out, fold ? low : typed, outsz);
+		return;
+	}
+	crypto_sha256(low, i, digest);
+	(void)snprintf(out, outsz, "#%02x%02x", digest[0], digest[1]);
+	crypto_wipe(low, sizeof(low));
+}
+
+void
+auth_event(const char *event, long long user_id, const char *username,
+    const struct auth_client *cl)
+{
+	char name[DB_NAME_MAX];
+	const char *ip = auth_has_ip(cl) ? cl->ip : NULL;
+	const char *ua = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
+	    cl->user_agent : NULL;
+
+	if (username != NULL)
+		auth_name_record(username, 0, name, sizeof(name));
+	if (db_event_insert(event, user_id, username != NULL ? name : NULL, ip, ua) != KG_OK)
+		log_warnx("audit: could not record %s", event);
+}
+
+/* A login refused by the block of subject or of the client's address: one row per block. */
+static void
+auth_event_throttled(const char *username, const char *subject, const struct auth_client *cl)
+{
+	char name[DB_NAME_MAX];
+	const char *ua = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
+	    cl->user_agent : NULL;
+
+	auth_name_record(username, 0, name, sizeof(name));
+	if (db_event_throttled(auth_addr_key(cl), subject, name, auth_has_ip(cl) ? cl->ip : NULL,
+	    ua) != KG_OK)
+		log_warnx("audit: could not record login_throttled");
 }
 
 static int
@@ -233,36 +284,53 @@ auth_verify(const struct token *t, struct auth_session *s)
 	return KG_OK;
 }
 
-/* Normalise and check a new password; fe names field on a policy failure. */
+/*
+ * Normalise and check a new password, without hashing it; fe names field on
+ * a policy failure. *norm (a secret: crypto_free_secret) is set on KG_OK.
+ */
+static enum kg_err
+auth_password_prepare(const char *field, const char *username, const char *pw, size_t pwlen,
+    char **norm, size_t *normlen, struct auth_field_error *fe)
+{
+	const char *why;
+	enum kg_err err;
+
+	*norm = NULL;
+	*normlen = 0;
+	if (pwlen > PASSWORD_MAX_BYTES) {
+		fe->field = field;
+		fe->reason = "too_long";
+		return KG_EINPUT;
+	}
+	if ((err = password_normalize(pw, pwlen, norm, normlen)) != KG_OK) {
+		if (err == KG_EINPUT) {
+			fe->field = field;
+			fe->reason = "invalid";
+		}
+		return err;
+	}
+	if ((why = password_check_policy(*norm, *normlen, username)) != NULL) {
+		fe->field = field;
+		fe->reason = why;
+		crypto_free_secret(*norm);
+		*norm = NULL;
+		return KG_EINPUT;
+	}
+	return KG_OK;
+}
+
+/* Normalise, check and hash a new password; fe names field on a policy failure. */
 static enum kg_err
 auth_new_password(const char *field, const char *username, const char *pw, size_t pwlen,
     char *hash, size_t hashsz, struct auth_field_error *fe)
 {
 	char *norm = NULL;
 	size_t normlen = 0;
-	const char *why;
 	enum kg_err err;
 
-	if (pwlen > PASSWORD_MAX_BYTES) {
-		fe->field = field;
-		fe->reason = "too_long";
-		return KG_EINPUT;
-	}
-	if ((err = password_normalize(pw, pwlen, &norm, &normlen)) != KG_OK) {
-		if (err == KG_EINPUT) {
-			fe->field = field;
-			fe->reason = "invalid";
-		}
-		goto out;
-	}
-	if ((why = password_check_policy(norm, normlen, username)) != NULL) {
-		fe->field = field;
-		fe->reason = why;
-		err = KG_EINPUT;
-		goto out;
-	}
+	if ((err = auth_password_prepare(field, username, pw, pwlen, &norm, &normlen, fe)) != KG_OK)
+		return err;
 	err = password_hash(norm, normlen, hash, hashsz);
-out:
 	crypto_free_secret(norm);
 	return err;
 }
@@ -272,8 +340,9 @@ auth_register(const char *username, const char *email, const char *password, siz
     struct auth_client *cl, long long *user_id, struct auth_field_error *fe)
 {
 	char hash[PASSWORD_HASH_MAX];
+	char *norm = NULL;
+	size_t normlen = 0;
 	enum kg_err err;
-	int reserved = 0;
 
 	fe->field = NULL;
 	fe->reason = NULL;
@@ -287,20 +356,27 @@ auth_register(const char *username, const char *email, const char *password, siz
 		fe->reason = "invalid";
 		return KG_EINPUT;
 	}
-	/* Counted before hashing: a flood of registrations costs no Argon2 time. */
-	if (auth_has_ip(cl)) {
-		err = db_throttle_reserve("join", cl->ip, &auth_conf.join, &cl->retry_after);
-		if (err != KG_OK)
-			return err;
-		reserved = 1;
-	}
-	err = auth_new_password("password", username, password, pwlen, hash, sizeof(hash), fe);
+	/* A password the policy refuses is refused first, uncounted: it says nothing about who exists. */
+	err = auth_password_prepare("password", username, password, pwlen, &norm, &normlen, fe);
+	if (err != KG_OK)
+		goto out;
+	/*
+	 * From here every attempt counts against the address, whatever its
+	 * outcome: a taken name or email is found by a lookup in the same
+	 * statement, before any hashing, so a flood of registrations and a
+	 * scan for existing names both cost no Argon2 time and both run into
+	 * join_max_per_address. A race with another registration of the same
+	 * name is still settled by the unique index: 409, counted.
+	 */
+	err = db_join_begin(auth_addr_key(cl), &auth_conf.join, username, email, &cl->retry_after);
+	if (err == KG_OK)
+		err = password_hash(norm, normlen, hash, sizeof(hash));
 	if (err == KG_OK)
 		err = db_user_insert(username, email, hash, user_id);
 	if (err == KG_OK)
 		auth_event("join", *user_id, username, cl);
-	else if (reserved && db_throttle_release("join", cl->ip, (int)auth_conf.join.max) != KG_OK)
-		log_warnx("could not release a registration attempt");
+out:
+	crypto_free_secret(norm);
 	return err;
 }
 
@@ -372,11 +448,7 @@ auth_scopes_literal(const char *const *scopes, size_t n, char *buf, size_t bufsz
 static void
 auth_subject(const char *username, char *out, size_t outsz)
 {
-	size_t i;
-
-	for (i = 0; username[i] != '\0' && i + 1 < outsz; i++)
-		out[i] = (username[i] >= 'A' && username[i] <= 'Z') ? (char)(username[i] + 32) : username[i];
-	out[i] = '\0';
+	auth_name_record(username, 1, out, outsz);
 }
 
 /*
@@ -389,7 +461,7 @@ static enum kg_err
 auth_login_begin(const char *username, const char *subject, struct auth_client *cl,
     struct db_user *u)
 {
-	return db_login_begin(auth_has_ip(cl) ? cl->ip : NULL, subject, &auth_conf.addr,
+	return db_login_begin(auth_addr_key(cl), subject, &auth_conf.addr,
 	    &auth_conf.user, auth_username_valid(username) ? username : NULL, u, &cl->retry_after);
 }
 
@@ -417,7 +489,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	auth_subject(username, subject, sizeof(subject));
 	err = auth_login_begin(username, subject, cl, &u);
 	if (err == KG_ETHROTTLED)
-		auth_event("login_throttled", 0, username, cl);
+		auth_event_throttled(username, subject, cl);
 	if (err != KG_OK && err != KG_ENOTFOUND)
 		return err;
 	err = auth_check_password(err, password, pwlen, &u);
@@ -447,6 +519,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 	memset(&fin, 0, sizeof(fin));
 	fin.token = &nt;
 	fin.subject = subject;
+	fin.addr_subject = auth_addr_key(cl);
 	fin.addr_max = auth_conf.addr.max;
 	fin.max_tokens = auth_conf.max_tokens;
 	fin.username = u.username;
@@ -576,7 +649,8 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 		return err;
 	}
 	if (db_throttle_clear("user", subject) != KG_OK ||
-	    (auth_has_ip(cl) && db_throttle_release("addr", cl->ip, (int)auth_conf.addr.max) != KG_OK))
+	    (auth_addr_key(cl) != NULL &&
+	    db_throttle_release("addr", auth_addr_key(cl), (int)auth_conf.addr.max) != KG_OK))
 		log_warnx("could not clear login attempts");
 	err = auth_new_password("new_password", u.username, newpw, newlen, hash, sizeof(hash), fe);
 	if (err != KG_OK)

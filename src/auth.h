@@ -43,6 +43,8 @@ struct auth_client {
 	const char *ip;          /* may be NULL or "" (command line) */
 	const char *user_agent;  /* printable ASCII, may be NULL */
 	long retry_after;        /* out: seconds, with KG_ETHROTTLED */
+	/* The key per-address limits count it under (addr_throttle_key); NULL: none (command line). */
+	const char *throttle_addr;
 };
 
 /* Where a failed check went wrong, for the 400 "fields" map. */
@@ -76,7 +78,12 @@ void auth_scopes_from_text(const char *text, struct auth_session *s);
 /* Verify a token against the database. KG_ETOKEN when not live. */
 enum kg_err auth_verify(const struct token *t, struct auth_session *s) KG_MUSTCHECK;
 
-/* Register a user. KG_EINPUT with fe set; KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN. */
+/*
+ * Register a user. KG_EINPUT with fe set; KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN
+ * (found before any hashing); KG_ETHROTTLED. Every attempt with a valid name,
+ * email and password counts against the client's address, whatever its
+ * outcome; those refused before are not counted.
+ */
 enum kg_err auth_register(const char *username, const char *email, const char *password,
     size_t pwlen, struct auth_client *cl, long long *user_id,
     struct auth_field_error *fe) KG_MUSTCHECK;
@@ -126,7 +133,11 @@ enum kg_err auth_revoke_all(long long user_id, const char *username,
 enum kg_err auth_set_disabled(const char *username, int disabled,
     const struct auth_client *cl) KG_MUSTCHECK;
 
-/* Record an audit event (failures are logged, not returned). */
+/*
+ * Record an audit event (failures are logged, not returned). A username
+ * that cannot be one is recorded as AUTH_NAME_TAG_LEN characters: "#" and
+ * hex digits of its digest (see auth_name_record).
+ */
 void auth_event(const char *event, long long user_id, const char *username,
     const struct auth_client *cl);
 

@@ -88,6 +88,7 @@ static const struct conf_key conf_table[] = {
 	{ "login_max_delay", CT_DURATION, O(login_max_delay), 0, "15m", 1, 86400, NULL },
 	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL },
 	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL },
+	{ "throttle_ipv6_prefix", CT_INT, O(throttle_ipv6_prefix), 0, "64", 1, 128, NULL },
 	{ "trusted_proxies", CT_CIDRS, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
 	{ "cookie_name", CT_STR, O(cookie_name), S(cookie_name), "keygate_token", 0, 0, NULL },
 	{ "cookie_secure", CT_INT, O(cookie_secure), 0, "1", 0, 1, NULL },

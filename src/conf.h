@@ -60,6 +60,7 @@ struct conf {
 	int login_max_delay;              /* seconds */
 	int login_max_per_address;
 	int join_max_per_address;         /* per hour */
+	int throttle_ipv6_prefix;         /* bits of an IPv6 address that are one client */
 	char trusted_proxies[CONF_STR_MAX];
 	int audit_retention;              /* seconds */
 	/* browsers */

@@ -92,12 +92,13 @@ enum db_stmt {
 	ST_TOKEN_DELETE,
 	ST_TOKEN_DELETE_ALL,
 	ST_TOKEN_LIST,
-	ST_THROTTLE_RESERVE,
+	ST_JOIN_BEGIN,
 	ST_LOGIN_BEGIN,
 	ST_THROTTLE_WAIT,
 	ST_THROTTLE_CLEAR,
 	ST_THROTTLE_RELEASE,
 	ST_EVENT_INSERT,
+	ST_EVENT_THROTTLED,
 	ST_USER_SET_DISABLED,
 	ST_USER_LIST,
 	ST_EVENTS,
@@ -131,13 +132,14 @@ static const struct {
 	/*
 	 * Everything a successful login writes, in one round trip and one
 	 * transaction, and only if the account still has the credential
-	 * generation $15 its password was checked under: see
+	 * generation $15 its password was checked under ($16: the address's
+	 * throttle key, $8 the address as recorded): see
 	 * keygate_login_finish in db/migrations/0004_credential_generation.sql.
 	 */
-	[ST_LOGIN_FINISH] = { "login_finish", 15,
+	[ST_LOGIN_FINISH] = { "login_finish", 16,
 	    "SELECT f.outcome, " TS("f.expires_at") ", f.trimmed FROM keygate_login_finish("
 	    "$1, $2::bigint, $3, $4::text[], $5::boolean, $6::integer, $7::integer, $8, $9, $10,"
-	    " $11::integer, $12::integer, $13, $14, $15::bigint) f" },
+	    " $11::integer, $12::integer, $13, $14, $15::bigint, $16) f" },
 	/* Everything GET /me and the token cache need, in one indexed lookup. */
 	[ST_TOKEN_LOOKUP] = { "token_lookup", 2,
 	    "SELECT " TOKEN_ROW },
@@ -167,15 +169,20 @@ static const struct {
 	    " FROM api_keys k WHERE k.user_id = $1 AND " LIVE("k") " AND " CURRENT("k")
 	    " ORDER BY k.last_used_at DESC, k.created_at DESC LIMIT 1000" },
 	/*
-	 * Count an attempt before the password is checked, and block once the
-	 * limit is reached, in one statement: concurrent guesses cannot overrun
-	 * it. No row comes back while the subject is blocked. $3 window, $4
-	 * limit, $5 first delay, $6 longest delay (seconds); the delay doubles
-	 * with each attempt past the limit.
+	 * Everything a registration needs before its hash, in one statement:
+	 * an attempt counted against the address $1 (none when NULL; rule
+	 * $2-$5: window, limit, first and longest delay), so that concurrent
+	 * registrations cannot overrun the limit, and whether the username $6 and the email $7 (may be NULL)
+	 * are taken. Returns whether the attempt was counted and the two.
 	 */
-	[ST_THROTTLE_RESERVE] = { "throttle_reserve", 6,
-	    THROTTLE_INSERT " VALUES ($1, $2, 1, now(), " THROTTLE_FIRST("$4", "$5") ")"
-	    THROTTLE_COUNT("$3", "$4", "$5", "$6") " RETURNING t.attempts" },
+	[ST_JOIN_BEGIN] = { "join_begin", 7,
+	    "WITH a AS (" THROTTLE_INSERT
+	    " SELECT 'join', $1, 1, now(), " THROTTLE_FIRST("$3", "$4") " WHERE $1::text IS NOT NULL"
+	    THROTTLE_COUNT("$2", "$3", "$4", "$5") " RETURNING 1)"
+	    " SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM a),"
+	    " EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($6)),"
+	    " $7::text IS NOT NULL AND EXISTS (SELECT 1 FROM users"
+	    "  WHERE email IS NOT NULL AND lower(email) = lower($7))" },
 	/*
 	 * Everything a login needs before its hash, in one statement (one
 	 * round trip, one commit): an attempt counted against the address $1
@@ -208,6 +215,23 @@ static const struct {
 	    "INSERT INTO auth_events (event, user_id, username, ip, user_agent)"
 	    " VALUES ($1, $2, $3, $4, $5)" },
 	/*
+	 * A login refused by a block: the block (of the address $1, else of
+	 * the account $2, as login_begin checks them) has one login_throttled
+	 * row, counted up by each further refusal, so that a client cannot
+	 * grow the table by being refused. $3 username, $4 address, $5 user
+	 * agent. A block that ended meanwhile gets a row of its own.
+	 */
+	[ST_EVENT_THROTTLED] = { "event_throttled", 5,
+	    "WITH b AS (SELECT scope, subject, blocked_until FROM throttle"
+	    " WHERE ((scope = 'addr' AND subject = $1) OR (scope = 'user' AND subject = $2))"
+	    " AND blocked_until > now() ORDER BY scope = 'addr' DESC LIMIT 1)"
+	    " INSERT INTO auth_events AS e (event, username, ip, user_agent, throttle_scope,"
+	    " throttle_subject, blocked_until)"
+	    " SELECT 'login_throttled', $3, $4, $5, b.scope, b.subject, b.blocked_until"
+	    " FROM (SELECT 1) o LEFT JOIN b ON true"
+	    " ON CONFLICT (throttle_scope, throttle_subject, blocked_until)"
+	    " WHERE blocked_until IS NOT NULL DO UPDATE SET count = e.count + 1" },
+	/*
 	 * Disabling ends every session of the account too, and moves its
 	 * credential generation, so that enabling it later brings back no old
 	 * token, not even one a login in flight wrote after the DELETE.
@@ -226,7 +250,7 @@ static const struct {
 	    " FROM users u ORDER BY u.id" },
 	[ST_EVENTS] = { "events", 3,
 	    "SELECT " TS("at") ", event, coalesce(user_id::text, ''), coalesce(username, ''),"
-	    " coalesce(ip, ''), coalesce(user_agent, '') FROM auth_events"
+	    " coalesce(ip, ''), coalesce(user_agent, ''), count FROM auth_events"
 	    " WHERE ($1::text IS NULL OR lower(username) = lower($1))"
 	    " AND at >= coalesce($2::timestamptz, '-infinity') ORDER BY at, id LIMIT $3" },
 	[ST_PRUNE_TOKENS] = { "prune_tokens", 0,
@@ -730,9 +754,9 @@ db_login_finish(const struct db_login_finish *l, enum db_login_outcome *outcome,
 	const struct db_token_new *t = l->token;
 	struct db_token_params tp;
 	char addr_max[16], max_tokens[16], gen[24];
-	const char *params[15] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
+	const char *params[16] = { t->key, tp.id, tp.hex, t->scopes, t->remember ? "true" : "false",
 		tp.life, tp.idle, t->ip, t->user_agent, l->subject, addr_max, max_tokens,
-		l->username, l->event_user_agent, gen };
+		l->username, l->event_user_agent, gen, l->addr_subject };
 	PGresult *res = NULL;
 	const char *what;
 	enum kg_err err;
@@ -975,19 +999,31 @@ db_throttled(const char *scope, const char *subject, long *retry_after)
 }
 
 enum kg_err
-db_throttle_reserve(const char *scope, const char *subject, const struct db_throttle_rule *r,
-    long *retry_after)
+db_join_begin(const char *addr, const struct db_throttle_rule *rule, const char *username,
+    const char *email, long *retry_after)
 {
-	char rule[4][24];
-	const char *params[6] = { scope, subject };
+	char r[4][24];
+	const char *params[7] = { addr };
 	PGresult *res = NULL;
 	enum kg_err err;
 
 	*retry_after = 0;
-	db_throttle_params(r, rule, params + 2);
-	if ((err = db_exec(ST_THROTTLE_RESERVE, params, 1, &res, NULL, 0)) == KG_OK &&
-	    PQntuples(res) != 1)
-		err = db_throttled(scope, subject, retry_after);
+	db_throttle_params(rule, r, params + 1);
+	params[5] = username;
+	params[6] = email;
+	if ((err = db_exec(ST_JOIN_BEGIN, params, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		err = KG_ESYS;
+		goto out;
+	}
+	if (PQgetvalue(res, 0, 0)[0] != 't')
+		err = db_throttled("join", addr, retry_after);
+	else if (PQgetvalue(res, 0, 1)[0] == 't')
+		err = KG_EUSERNAME_TAKEN;
+	else if (PQgetvalue(res, 0, 2)[0] == 't')
+		err = KG_EEMAIL_TAKEN;
+out:
 	PQclear(res);
 	return err;
 }
@@ -1057,6 +1093,15 @@ db_event_insert(const char *event, long long user_id, const char *username, cons
 
 	db_fmt_ll(idbuf, sizeof(idbuf), user_id);
 	return db_change(ST_EVENT_INSERT, params, NULL);
+}
+
+enum kg_err
+db_event_throttled(const char *addr, const char *subject, const char *username,
+    const char *ip, const char *user_agent)
+{
+	const char *params[5] = { addr, subject, username, ip, user_agent };
+
+	return db_change(ST_EVENT_THROTTLED, params, NULL);
 }
 
 enum kg_err

@@ -21,7 +21,7 @@ struct conf;
 #define DB_KEY_MAX 64
 #define DB_REVOKE_CHANNEL "keygate_revoke"  /* NOTIFY channel: some session ended */
 /* The newest migration (db/migrations/NNNN_*.sql) this build's statements need. */
-#define DB_SCHEMA_VERSION "0004"
+#define DB_SCHEMA_VERSION "0005"
 
 struct db_user {
 	long long id;
@@ -134,6 +134,7 @@ enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash)
 struct db_login_finish {
 	const struct db_token_new *token;
 	const char *subject;           /* the account's throttle key */
+	const char *addr_subject;      /* the address's throttle key (NULL: none) */
 	long addr_max;                 /* the address rule's limit (the attempt given back) */
 	int max_tokens;                /* the user's live tokens kept, the new one included */
 	const char *username;          /* as stored, for the login_ok event */
@@ -205,11 +206,14 @@ struct db_throttle_rule {
 };
 
 /*
- * Count one attempt for (scope, subject) before doing the work it guards.
- * KG_ETHROTTLED with *retry_after (seconds) when the subject is blocked.
+ * Before a registration's hash, in one statement: count the attempt against
+ * the address addr (NULL: none) and look for username and email (NULL:
+ * none) among the users, without case. KG_ETHROTTLED with *retry_after when
+ * the address is blocked (nothing counted); else the attempt is counted and
+ * KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN say what is taken, KG_OK neither.
  */
-enum kg_err db_throttle_reserve(const char *scope, const char *subject,
-    const struct db_throttle_rule *r, long *retry_after) KG_MUSTCHECK;
+enum kg_err db_join_begin(const char *addr, const struct db_throttle_rule *rule,
+    const char *username, const char *email, long *retry_after) KG_MUSTCHECK;
 /*
  * Before a login's hash, in one statement: count the attempt against the
  * address addr (NULL: none), then, unless that is blocked, against the
@@ -229,6 +233,13 @@ enum kg_err db_throttle_release(const char *scope, const char *subject, int max)
 /* Record an audit event; user_id <= 0 and NULL strings are stored as NULL. */
 enum kg_err db_event_insert(const char *event, long long user_id, const char *username,
     const char *ip, const char *user_agent) KG_MUSTCHECK;
+/*
+ * Record a login refused by a block: of the address's throttle key addr
+ * (NULL: none) if that is blocked, else of the account subject. One row per
+ * block, its count raised by each further refusal.
+ */
+enum kg_err db_event_throttled(const char *addr, const char *subject, const char *username,
+    const char *ip, const char *user_agent) KG_MUSTCHECK;
 
 /* Disable or enable a user by name; KG_ENOTFOUND when there is none. */
 enum kg_err db_user_set_disabled(const char *username, int disabled, long long *id) KG_MUSTCHECK;
@@ -237,7 +248,7 @@ enum kg_err db_user_set_disabled(const char *username, int disabled, long long *
 typedef void (*db_row_fn)(void *arg, const char *const *cols, size_t ncols);
 /* id, username, email, disabled (t/f), created_at, live tokens. */
 enum kg_err db_user_list(db_row_fn fn, void *arg) KG_MUSTCHECK;
-/* at, event, user_id, username, ip, user_agent; filters may be NULL. */
+/* at, event, user_id, username, ip, user_agent, count; filters may be NULL. */
 enum kg_err db_events(const char *username, const char *since, long limit, db_row_fn fn,
     void *arg) KG_MUSTCHECK;
 /* Delete dead tokens, old throttle rows, events past retention; counts of each. */

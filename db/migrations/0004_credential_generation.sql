@@ -37,7 +37,7 @@ CREATE FUNCTION keygate_login_finish(
     p_remember boolean, p_lifetime_s integer, p_idle_s integer,
     p_ip text, p_user_agent text, p_subject text, p_addr_max integer,
     p_max_tokens integer, p_username text, p_event_user_agent text,
-    p_gen bigint,
+    p_gen bigint, p_addr_subject text,
     OUT outcome text, OUT expires_at timestamptz, OUT trimmed bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -69,7 +69,7 @@ BEGIN
     UPDATE throttle SET attempts = greatest(attempts - 1, 0),
             blocked_until = CASE WHEN attempts - 1 < p_addr_max THEN NULL
                 ELSE blocked_until END
-        WHERE scope = 'addr' AND subject = p_ip;
+        WHERE scope = 'addr' AND subject = p_addr_subject;
     DELETE FROM throttle WHERE scope = 'user' AND subject = p_subject;
     -- Keep the new token and the p_max_tokens - 1 others used last; end
     -- the rest, and any that are dead or of an older generation.

@@ -383,6 +383,77 @@ test_client_small_buffer(void **state)
 	assert_int_equal(out[0], 'Z');
 }
 
+/* The keys per-address limits count clients under. */
+static const struct {
+	const char *ip;
+	unsigned prefix;
+	const char *want;
+} key_cases[] = {
+	/* IPv4: the address itself, in its usual form, whatever the IPv6 prefix */
+	{ "203.0.113.5", 64, "203.0.113.5" },
+	{ "203.0.113.5", 1, "203.0.113.5" },
+	{ "::ffff:203.0.113.5", 64, "203.0.113.5" },
+	{ "::FFFF:cb00:7105", 64, "203.0.113.5" },
+	/* IPv6: the network of the prefix, every form of one address alike */
+	{ "2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64" },
+	{ "2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64" },
+	{ "2001:DB8:1:2::1", 64, "2001:db8:1:2::/64" },
+	{ "2001:0db8:0001:0002:0000:0000:0000:0001", 64, "2001:db8:1:2::/64" },
+	{ "2001:db8:1:3::1", 64, "2001:db8:1:3::/64" },
+	{ "2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48" },
+	{ "2001:db8:1:2:3:4:5:6", 56, "2001:db8:1::/56" },
+	{ "2001:db8:1:2ff:3:4:5:6", 56, "2001:db8:1:200::/56" },
+	{ "2001:db8:1:2:3:4:5:6", 60, "2001:db8:1::/60" },
+	{ "2001:db8:1:1f:3:4:5:6", 60, "2001:db8:1:10::/60" },
+	{ "2001:db8:1:2:3:4:5:6", 127, "2001:db8:1:2:3:4:5:6/127" },
+	{ "2001:db8:1:2:3:4:5:7", 127, "2001:db8:1:2:3:4:5:6/127" },
+	{ "2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6" },
+	{ "2001:db8:1:2:3:4:5:6", 200, "2001:db8:1:2:3:4:5:6" },
+	{ "ffff::1", 1, "8000::/1" },
+	{ "::1", 64, "::/64" },
+	{ "::1", 128, "::1" },
+	/* no usable address: the one shared key */
+	{ NULL, 64, "unknown" },
+	{ "", 64, "unknown" },
+	{ "unix:", 64, "unknown" },
+	{ "not an address", 64, "unknown" },
+	{ "10.0.0.1/8", 64, "unknown" },
+	{ "2001:db8::1%eth0", 64, "unknown" },
+};
+
+static void
+test_throttle_key(void **state)
+{
+	char out[ADDR_KEY_MAX];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(key_cases); i++) {
+		memset(out, 'X', sizeof(out));
+		addr_throttle_key(key_cases[i].ip, key_cases[i].prefix, out, sizeof(out));
+		if (strcmp(out, key_cases[i].want) != 0)
+			fail_msg("addr_throttle_key(\"%s\", %u) = \"%s\", want \"%s\"",
+			    key_cases[i].ip ? key_cases[i].ip : "(null)", key_cases[i].prefix, out,
+			    key_cases[i].want);
+	}
+}
+
+/* The longest key fits ADDR_KEY_MAX; a buffer too small gets the shared key, never half a network. */
+static void
+test_throttle_key_bounds(void **state)
+{
+	char out[ADDR_KEY_MAX], small[12];
+
+	(void)state;
+	addr_throttle_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 127, out, sizeof(out));
+	assert_string_equal(out, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
+	addr_throttle_key("2001:db8:1:2::1", 64, small, sizeof(small));
+	assert_string_equal(small, "unknown");
+	small[0] = 'Z';
+	addr_throttle_key("1.2.3.4", 64, small, 0);
+	assert_int_equal(small[0], 'Z');
+}
+
 int
 main(void)
 {
@@ -396,6 +467,8 @@ main(void)
 		cmocka_unit_test(test_parse_bad_then_match),
 		cmocka_unit_test(test_client),
 		cmocka_unit_test(test_client_small_buffer),
+		cmocka_unit_test(test_throttle_key),
+		cmocka_unit_test(test_throttle_key_bounds),
 	};
 
 	return cmocka_run_group_tests_name("addr", tests, NULL, NULL);

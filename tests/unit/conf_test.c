@@ -140,6 +140,7 @@ test_defaults(void **state)
 	assert_int_equal(c.login_max_delay, 15 * 60);
 	assert_int_equal(c.login_max_per_address, 100);
 	assert_int_equal(c.join_max_per_address, 20);
+	assert_int_equal(c.throttle_ipv6_prefix, 64);
 	assert_string_equal(c.trusted_proxies, "");
 	assert_int_equal(c.audit_retention, 90 * 86400);
 	assert_string_equal(c.cookie_name, "keygate_token");
@@ -659,8 +660,8 @@ static const char *const known_keys[] = {
 	"token_idle_timeout", "token_lifetime", "remember_idle_timeout",
 	"remember_lifetime", "touch_interval", "token_cache_size", "token_cache_ttl",
 	"login_max_failures", "login_failure_window", "login_delay", "login_max_delay",
-	"login_max_per_address", "join_max_per_address", "trusted_proxies",
-	"audit_retention", "cookie_name", "cookie_secure", "allowed_origins",
+	"login_max_per_address", "join_max_per_address", "throttle_ipv6_prefix",
+	"trusted_proxies", "audit_retention", "cookie_name", "cookie_secure", "allowed_origins",
 };
 
 static void
