@@ -27,7 +27,8 @@ import requests
 
 import kgharness
 
-# every password, secret and token used here; the audit table and the logs
+# every password, secret and token the current test used (emptied before
+# each test by _no_secret_in_this_tests_logs); the audit table and the logs
 # are scanned for them
 SENSITIVE = set()
 
@@ -221,6 +222,31 @@ def _fresh_throttle(pg):
     yield
     if pg.running():
         pg.query("DELETE FROM throttle")
+
+
+def secrets_in_logs(pools, secrets):
+    """The secrets found in the logs of the keygate pools (gone or not)."""
+    leaked = []
+    for kg in pools:
+        text = kgharness.read_text(kg.log_path)
+        leaked.extend(s for s in secrets if s in text)
+    return leaked
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_this_tests_logs(request):
+    """After each test, the logs of the pools it started hold none of the
+    secrets it used. Per test, so that the check neither depends on which
+    tests ran before nor misses a test run alone."""
+    SENSITIVE.clear()
+    mark = len(kgharness._created)
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.passed:
+        return
+    pools = [o for o in kgharness._created[mark:] if isinstance(o, kgharness.Keygate)]
+    leaked = secrets_in_logs(pools, set(SENSITIVE))
+    assert not leaked, "secrets in the keygate log: %r" % leaked[:5]
 
 
 # ---------------------------------------------------------------------------
@@ -668,7 +694,7 @@ def test_every_audited_event_once_with_the_right_fields_and_no_secret(keygate, p
     assert pg.query("SELECT count(*) FROM auth_events WHERE lower(username) = lower(%s)"
                     " AND (at IS NULL OR at > now() OR at < now() - interval '5 minutes')",
                     (name,))[0][0] == 0
-    # Nothing secret anywhere in the audit table (this test's or any other).
+    # Nothing secret of this test anywhere in the audit table (in any row).
     text = "\n".join(r[0] for r in pg.query("SELECT t::text FROM auth_events t"))
     leaked = [s for s in set(secrets) | SENSITIVE if s in text]
     assert not leaked, leaked
@@ -822,11 +848,23 @@ def test_prune_under_load(stack_factory, pg):
                       ).status_code == 200
 
 
-def test_no_secret_in_keygate_logs_of_this_module():
-    # The module's pools are gone by now; their logs stay in the workdir.
-    logs = [o for o in kgharness._created if isinstance(o, kgharness.Keygate)]
-    leaked = []
-    for kg in logs:
-        text = kgharness.read_text(kg.log_path)
-        leaked.extend(s for s in SENSITIVE if s in text)
+def test_no_secret_in_keygate_logs_of_this_module(keygate, pg):
+    """Passwords (right, wrong, throttled), secrets and tokens of one
+    account's life stay out of the log. Self-contained: the same check runs
+    after every test of this module (_no_secret_in_this_tests_logs)."""
+    kg = keygate.start(workers=1, login_max_failures=2, **NO_ADDR_LIMITS)
+    name, pw, _uid = fc_join(kg)
+    r = fc_login(kg, name, pw)
+    assert r.status == 200, r
+    tok = r.json()["token"]
+    assert fc(kg, "GET", "/me", token=tok).status == 200
+    assert fc(kg, "POST", "/logout", token=tok).status == 200
+    assert fc(kg, "GET", "/me", token=tok).status == 401
+    for i in range(2):
+        wrong = "wrong %d %s" % (i, pw)
+        note(wrong)
+        assert fc_login(kg, name, wrong).status == 401
+    assert fc_login(kg, name, pw).status == 429
+    assert len(SENSITIVE) >= 5, SENSITIVE
+    leaked = secrets_in_logs([kg], set(SENSITIVE))
     assert not leaked, leaked[:5]

@@ -4,8 +4,12 @@ Real PostgreSQL, real keygate pool, real lighttpd in front (fixtures from
 conftest.py). Every test makes its own users (uuid-based names) because the
 database is shared by the whole session; nothing is truncated.
 
-Every password, secret and token used here is remembered in SENSITIVE, and
-the last test greps the captured keygate log for each of them.
+Every password, secret and token a test uses is remembered in SENSITIVE,
+and after the test the keygate logs it involved (and the module stack's
+lighttpd logs) are searched for each of them: per test, so that the check
+holds whichever tests ran before (_no_credentials_in_this_tests_logs).
+Counts that show "nothing was created" count only the rows made since the
+test began (counts()), not whole tables.
 """
 
 import base64
@@ -49,13 +53,16 @@ MAX_BODY = 16384
 TIMEOUT = 60
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# every password, secret, token (and credential-looking query value) used here
+# Per test (emptied before each by _no_credentials_in_this_tests_logs):
+# every password, secret, token (and credential-looking query value) used
 SENSITIVE = set()
 # credential-looking query-string values: must not reach keygate's log (the
 # web server's access log records request lines, so it is not checked for these)
 QS_VALUES = set()
-# every stack made by stack_factory in this module, for the final log check
+# every stack the test made with factory(), for the log check after it
 FACTORY_STACKS = []
+# the database's clock when the test began (counts() counts rows since)
+TEST_START = []
 
 
 def note(*values):
@@ -270,6 +277,48 @@ def stack(pg_session, kg_workdir):
         yield s
 
 
+def assert_no_credentials_in_logs(module_stack):
+    """None of the current test's SENSITIVE values is in the keygate log of
+    module_stack (if given) or of the stacks it made with factory(), nor,
+    but for the query-string values its access log records, in the module
+    stack's lighttpd logs."""
+    for st in FACTORY_STACKS:
+        assert_log_clean(st)
+    if module_stack is None:
+        return
+    text = log_text(module_stack)
+    assert text is not None, "no keygate log captured"
+    leaked = sorted(s for s in SENSITIVE if s in text)
+    assert not leaked, "credentials in the keygate log: %r" % leaked
+    web = getattr(module_stack, "lighttpd", None)
+    if web is not None:
+        wtext = web.log()
+        path = getattr(web, "access_log", None)
+        if path and os.path.exists(path):
+            with open(path, errors="replace") as f:
+                wtext += f.read()
+        leaked = sorted(s for s in SENSITIVE - QS_VALUES if s in wtext)
+        assert not leaked, "credentials in the web server log: %r" % leaked
+
+
+@pytest.fixture(autouse=True)
+def _no_credentials_in_this_tests_logs(request):
+    """Fresh per-test state before each test (SENSITIVE, QS_VALUES,
+    FACTORY_STACKS, TEST_START), and after a test that passed, the logs it
+    involved hold none of its credentials."""
+    SENSITIVE.clear()
+    QS_VALUES.clear()
+    del FACTORY_STACKS[:]
+    del TEST_START[:]
+    module_stack = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
+    if "conn" in request.fixturenames:
+        TEST_START.append(q1(request.getfixturevalue("conn"), "SELECT clock_timestamp()"))
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed:
+        assert_no_credentials_in_logs(module_stack)
+
+
 def factory(stack_factory, **overrides):
     st = stack_factory(**dict(RELAXED, **overrides))
     FACTORY_STACKS.append(st)
@@ -296,7 +345,13 @@ def q1(conn, sql, *args):
 
 
 def counts(conn):
-    return q(conn, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys)")[0]
+    """(users, api_keys) rows made since the current test began. Not whole
+    tables: the database is shared by the whole session, and nothing a test
+    does can add a row dated before it began."""
+    assert TEST_START, "counts() needs the conn fixture"
+    return q(conn, "SELECT (SELECT count(*) FROM users WHERE created_at >= %s),"
+                   " (SELECT count(*) FROM api_keys WHERE created_at >= %s)",
+             TEST_START[0], TEST_START[0])[0]
 
 
 def user_hash(conn, user_id):
@@ -1686,21 +1741,17 @@ def test_database_down_is_503(stack, pg):
 
 
 def test_zz_no_credentials_in_logs(stack):
-    assert SENSITIVE, "the module noted no credentials"
-    text = log_text(stack)
-    assert text is not None, "no keygate log captured"
-    leaked = sorted(s for s in SENSITIVE if s in text)
-    assert not leaked, "credentials in the keygate log: %r" % leaked
-    for st in FACTORY_STACKS:
-        assert_log_clean(st)
-    # lighttpd's error and access logs too (the access log records request
-    # lines, so the values sent in refused query strings are expected there)
-    web = getattr(stack, "lighttpd", None)
-    if web is not None:
-        wtext = web.log()
-        path = getattr(web, "access_log", None)
-        if path and os.path.exists(path):
-            with open(path, errors="replace") as f:
-                wtext += f.read()
-        leaked = sorted(s for s in SENSITIVE - QS_VALUES if s in wtext)
-        assert not leaked, "credentials in the web server log: %r" % leaked
+    """A registration, a login, its token in use, a wrong password and a
+    logout leave none of their credentials in the logs. Self-contained: the
+    same check runs after every test of this module."""
+    username, password, _uid = join(stack)
+    b = login(stack, username, password)
+    ok(me(stack, b["token"]))
+    wrong = "wrong " + password
+    note(wrong)
+    err(call(stack, "POST", "/login", {"username": username, "password": wrong}),
+        401, "invalid_credentials")
+    ok(call(stack, "POST", "/logout", token=b["token"]))
+    err(me(stack, b["token"]), 401, "invalid_token")
+    assert {password, wrong, b["secret"], b["token"]} <= SENSITIVE, SENSITIVE
+    assert_no_credentials_in_logs(stack)
