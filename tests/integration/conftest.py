@@ -111,8 +111,6 @@ _skipped = []       # (node id, reason) of every skipped test of this session
 def skip_contexts():
     """The kinds of run this one is, as named in skip-allowlist.txt."""
     ctx = set()
-    if os.environ.get("KG_LONG") != "1":
-        ctx.add("short")
     if os.environ.get("KG_SANITIZERS") == "1":
         ctx.add("sanitizers")
     if os.geteuid() != 0:
@@ -129,7 +127,7 @@ def read_skip_allowlist(path=SKIP_ALLOWLIST):
             if not line or line.startswith("#"):
                 continue
             parts = line.split(None, 2)
-            if len(parts) < 3 or parts[1] not in ("short", "sanitizers", "nonroot"):
+            if len(parts) < 3 or parts[1] not in ("sanitizers", "nonroot"):
                 raise ValueError("%s:%d: want: TEST-ID WHEN WHY" % (path, n))
             entries.append(tuple(parts))
     return entries
@@ -143,7 +141,9 @@ def disallowed_skips(skipped, entries, contexts):
 
 
 def pytest_runtest_logreport(report):
-    if report.skipped and not hasattr(report, "wasxfail"):
+    # Tests marked long are skipped unless --long: allowed, not listed.
+    if report.skipped and not hasattr(report, "wasxfail") and not (
+            "long" in report.keywords and os.environ.get("KG_LONG") != "1"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _skipped.append((report.nodeid, reason))
 
@@ -165,7 +165,7 @@ def pytest_sessionfinish(session, exitstatus):
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = ["", "KG_STRICT_SKIPS: %d skipped test(s) that %s does not allow in this run "
              "(%s):" % (len(bad), os.path.basename(SKIP_ALLOWLIST),
-                        ", ".join(sorted(skip_contexts())) or "root, --long")]
+                        ", ".join(sorted(skip_contexts())) or "root, no sanitizers")]
     lines += ["  SKIPPED %s: %s" % (nodeid, reason) for nodeid, reason in bad]
     for line in lines:
         if tr is not None:
