@@ -216,7 +216,8 @@ def _expect_unavailable(st, n):
         assert b["success"] is False
         ra = r.headers.get("Retry-After")
         assert ra is not None and ra.strip().isdigit(), r.headers
-        assert took < 8, "503 took %.1fs" % took
+        # not a hang: the client would give up after 20 s
+        assert took < 15, "503 took %.1fs" % took
 
 
 def _recovered(st, consecutive=10, timeout=30):
@@ -528,11 +529,13 @@ def test_sighup_under_load_drops_nothing(stack_factory):
     loop = RequestLoop(thread_session_getter(st.url("/health")), threads=2,
                        max_requests=5000, max_seconds=30).start()
     try:
-        time.sleep(0.7)
+        # under load before, during and after: counted requests, not seconds
+        wait_until(lambda: loop.count >= 30, 30, what="30 requests before the reload")
         kg.signal(signal.SIGHUP)
         new = wait_until(lambda: (lambda p: len(p) == 2 and not p & old and p)(
             set(kg.worker_pids())), 20, what="all workers replaced after SIGHUP")
-        time.sleep(1.5)
+        n = loop.count
+        wait_until(lambda: loop.count >= n + 70, 30, what="70 requests after the reload")
     finally:
         loop.stop()
     assert kg.alive()
