@@ -73,10 +73,15 @@ check-config ...), kgharness.wait_until(pred, timeout).
 
 Markers: @pytest.mark.long -- run only with KG_LONG=1 (scripts/test --long).
 
+Skips: with KG_STRICT_SKIPS=1 (scripts/test, scripts/check-sanitizers) the
+run fails when a test skips that skip-allowlist.txt does not allow in this
+kind of run (--long or not, sanitizers or not, root or not).
+
 On failure the end of every involved log (keygate, lighttpd, PostgreSQL) is
 printed with the test report. KG_KEEP=1 keeps the temporary directory.
 """
 
+import fnmatch
 import os
 
 import pytest
@@ -96,6 +101,79 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "long" in item.keywords:
             item.add_marker(skip)
+
+
+SKIP_ALLOWLIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "skip-allowlist.txt")
+_skipped = []       # (node id, reason) of every skipped test of this session
+
+
+def skip_contexts():
+    """The kinds of run this one is, as named in skip-allowlist.txt."""
+    ctx = set()
+    if os.environ.get("KG_SANITIZERS") == "1":
+        ctx.add("sanitizers")
+    if os.geteuid() != 0:
+        ctx.add("nonroot")
+    return ctx
+
+
+def read_skip_allowlist(path=SKIP_ALLOWLIST):
+    """[(node id pattern, when, why)] from skip-allowlist.txt."""
+    entries = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(None, 2)
+            if len(parts) < 3 or parts[1] not in ("sanitizers", "nonroot"):
+                raise ValueError("%s:%d: want: TEST-ID WHEN WHY" % (path, n))
+            entries.append(tuple(parts))
+    return entries
+
+
+def disallowed_skips(skipped, entries, contexts):
+    """The (node id, reason) pairs of `skipped` no entry allows in `contexts`."""
+    return [(nodeid, reason) for nodeid, reason in skipped
+            if not any(fnmatch.fnmatchcase(nodeid, pat) and when in contexts
+                       for pat, when, _why in entries)]
+
+
+def pytest_runtest_logreport(report):
+    # Tests marked long are skipped unless --long: allowed, not listed.
+    if report.skipped and not hasattr(report, "wasxfail") and not (
+            "long" in report.keywords and os.environ.get("KG_LONG") != "1"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason))
+
+
+def pytest_collectreport(report):
+    # a module-level skip skips every test of the module at collection
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("KG_STRICT_SKIPS") != "1":
+        return
+    bad = disallowed_skips(_skipped, read_skip_allowlist(), skip_contexts())
+    if not bad:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["", "KG_STRICT_SKIPS: %d skipped test(s) that %s does not allow in this run "
+             "(%s):" % (len(bad), os.path.basename(SKIP_ALLOWLIST),
+                        ", ".join(sorted(skip_contexts())) or "root, no sanitizers")]
+    lines += ["  SKIPPED %s: %s" % (nodeid, reason) for nodeid, reason in bad]
+    for line in lines:
+        if tr is not None:
+            tr.write_line(line, red=True)
+        else:
+            print(line)
+    if session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -4,8 +4,12 @@ Real PostgreSQL, real keygate pool, real lighttpd in front (fixtures from
 conftest.py). Every test makes its own users (uuid-based names) because the
 database is shared by the whole session; nothing is truncated.
 
-Every password, secret and token used here is remembered in SENSITIVE, and
-the last test greps the captured keygate log for each of them.
+Every password, secret and token a test uses is remembered in SENSITIVE,
+and after the test the keygate logs it involved (and the module stack's
+lighttpd logs) are searched for each of them: per test, so that the check
+holds whichever tests ran before (_no_credentials_in_this_tests_logs).
+Counts that show "nothing was created" count only the rows made since the
+test began (counts()), not whole tables.
 """
 
 import base64
@@ -49,13 +53,16 @@ MAX_BODY = 16384
 TIMEOUT = 60
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# every password, secret, token (and credential-looking query value) used here
+# Per test (emptied before each by _no_credentials_in_this_tests_logs):
+# every password, secret, token (and credential-looking query value) used
 SENSITIVE = set()
 # credential-looking query-string values: must not reach keygate's log (the
 # web server's access log records request lines, so it is not checked for these)
 QS_VALUES = set()
-# every stack made by stack_factory in this module, for the final log check
+# every stack the test made with factory(), for the log check after it
 FACTORY_STACKS = []
+# the database's clock when the test began (counts() counts rows since)
+TEST_START = []
 
 
 def note(*values):
@@ -270,6 +277,48 @@ def stack(pg_session, kg_workdir):
         yield s
 
 
+def assert_no_credentials_in_logs(module_stack):
+    """None of the current test's SENSITIVE values is in the keygate log of
+    module_stack (if given) or of the stacks it made with factory(), nor,
+    but for the query-string values its access log records, in the module
+    stack's lighttpd logs."""
+    for st in FACTORY_STACKS:
+        assert_log_clean(st)
+    if module_stack is None:
+        return
+    text = log_text(module_stack)
+    assert text is not None, "no keygate log captured"
+    leaked = sorted(s for s in SENSITIVE if s in text)
+    assert not leaked, "credentials in the keygate log: %r" % leaked
+    web = getattr(module_stack, "lighttpd", None)
+    if web is not None:
+        wtext = web.log()
+        path = getattr(web, "access_log", None)
+        if path and os.path.exists(path):
+            with open(path, errors="replace") as f:
+                wtext += f.read()
+        leaked = sorted(s for s in SENSITIVE - QS_VALUES if s in wtext)
+        assert not leaked, "credentials in the web server log: %r" % leaked
+
+
+@pytest.fixture(autouse=True)
+def _no_credentials_in_this_tests_logs(request):
+    """Fresh per-test state before each test (SENSITIVE, QS_VALUES,
+    FACTORY_STACKS, TEST_START), and after a test that passed, the logs it
+    involved hold none of its credentials."""
+    SENSITIVE.clear()
+    QS_VALUES.clear()
+    del FACTORY_STACKS[:]
+    del TEST_START[:]
+    module_stack = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
+    if "conn" in request.fixturenames:
+        TEST_START.append(q1(request.getfixturevalue("conn"), "SELECT clock_timestamp()"))
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed:
+        assert_no_credentials_in_logs(module_stack)
+
+
 def factory(stack_factory, **overrides):
     st = stack_factory(**dict(RELAXED, **overrides))
     FACTORY_STACKS.append(st)
@@ -296,7 +345,13 @@ def q1(conn, sql, *args):
 
 
 def counts(conn):
-    return q(conn, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys)")[0]
+    """(users, api_keys) rows made since the current test began. Not whole
+    tables: the database is shared by the whole session, and nothing a test
+    does can add a row dated before it began."""
+    assert TEST_START, "counts() needs the conn fixture"
+    return q(conn, "SELECT (SELECT count(*) FROM users WHERE created_at >= %s),"
+                   " (SELECT count(*) FROM api_keys WHERE created_at >= %s)",
+             TEST_START[0], TEST_START[0])[0]
 
 
 def user_hash(conn, user_id):
@@ -1321,8 +1376,10 @@ def test_max_tokens_per_user_revokes_least_recently_used(stack_factory, conn):
     time.sleep(0.2)
     t3 = login(st, username, password)
     time.sleep(1.5)
+    before = last_used(conn, t1["key"])
     ok(me(st, t1["token"]))   # t1 is now more recently used than t2
-    time.sleep(0.1)
+    # the write is not waited for by the request: by the test, before the 4th login
+    assert last_used_after(conn, t1["key"], before) > before
     t4 = login(st, username, password)
     assert live_keys(conn, uid) == {t1["key"], t3["key"], t4["key"]}
     refused_everywhere(st, t2["token"], "4th login")
@@ -1341,7 +1398,7 @@ def last_used(conn, key):
     return q1(conn, "SELECT last_used_at FROM api_keys WHERE key = %s", key)
 
 
-def last_used_after(conn, key, t, timeout=2.0):
+def last_used_after(conn, key, t, timeout=10.0):
     """last_used_at once it is later than t: keygate sends the write without
     the request waiting for it. Gives up (returning what it saw) after timeout."""
     deadline = time.monotonic() + timeout
@@ -1388,28 +1445,31 @@ def test_touch_rewrites_the_row_in_place(stack, conn):
 
 
 def test_idle_timeout(stack_factory, conn):
-    st = factory(stack_factory, token_idle_timeout=2, touch_interval=1, token_lifetime=3600,
-                 remember_idle_timeout=60, remember_lifetime=120)
+    # Every step keeps a margin of 1.5 s or more either side of
+    # token_idle_timeout and touch_interval, for slow requests (sanitizers).
+    idle, touch = 4, 2
+    st = factory(stack_factory, token_idle_timeout=idle, touch_interval=touch,
+                 token_lifetime=3600, remember_idle_timeout=60, remember_lifetime=120)
     username, password, uid = join(st)
     t0 = time.time()
     plain = login(st, username, password)
     remembered = login(st, username, password, remember=True)
     assert abs(parse_ts(remembered["expires_at"]) - (t0 + 120)) < 5
     assert abs(parse_ts(plain["expires_at"]) - (t0 + 3600)) < 5
-    # used before the idle timeout: stays alive past 2 s in total
+    # used before the idle timeout: stays alive past it in total
     t_login = last_used(conn, plain["key"])
-    time.sleep(1.3)
+    time.sleep(touch + 0.3)
     ok(me(st, plain["token"]))
     t_use = last_used_after(conn, plain["key"], t_login)
     assert t_use > t_login        # touched: older than touch_interval
     ok(me(st, plain["token"]))
     time.sleep(0.2)               # a write, had one been sent, would have landed
-    assert last_used(conn, plain["key"]) == t_use   # not again within 1 s
-    time.sleep(1.3)
+    assert last_used(conn, plain["key"]) == t_use   # not again within touch_interval
+    time.sleep(touch + 0.3)
     ok(me(st, plain["token"]))
     accepted_everywhere(st, plain["token"])
     # then left idle: refused by every worker
-    time.sleep(3.2)
+    time.sleep(idle + 1.2)
     refused_everywhere(st, plain["token"], "idle")
     login(st, username, password)
     # the remembered token has the long idle timeout
@@ -1423,15 +1483,18 @@ def test_idle_timeout(stack_factory, conn):
 
 
 def test_absolute_lifetime(stack_factory):
-    st = factory(stack_factory, token_lifetime=3, token_idle_timeout=3, touch_interval=1)
+    st = factory(stack_factory, token_lifetime=5, token_idle_timeout=5, touch_interval=1)
     username, password, uid = join(st)
     t0 = time.time()
     b = login(st, username, password)
-    assert abs(parse_ts(b["expires_at"]) - (t0 + 3)) < 3
-    while time.time() - t0 < 2.2:
+    exp = parse_ts(b["expires_at"])          # whole seconds
+    assert abs(exp - (t0 + 5)) < 3
+    # Timed from the token's own expiry, not from before the login (slow
+    # under the sanitizers): accepted until 2 s before it, refused 1.5 s after.
+    while time.time() < exp - 2:
         ok(me(st, b["token"]))
         time.sleep(0.4)
-    while time.time() - t0 < 4.2:
+    while time.time() < exp + 1.5:
         time.sleep(0.4)
         me(st, b["token"])   # keeps being used right to the end
     refused_everywhere(st, b["token"], "lifetime")
@@ -1722,10 +1785,12 @@ def test_login_timing_does_not_reveal_usernames(stack_factory):
         ratios.append(max(m_wrong, m_unknown) / min(m_wrong, m_unknown))
         print("login timing: median wrong password %.4fs, unknown user %.4fs, ratio %.3f"
               % (m_wrong, m_unknown, ratios[-1]))
-        if ratios[-1] <= 1.2:
+        if ratios[-1] <= 1.5:
             break
     assert len(bodies) == 1, bodies
-    assert min(ratios) <= 1.2, "wrong-password/unknown-user median ratios %s" % ratios
+    # An unknown user that skipped Argon2 answers many times faster (the hash
+    # is most of a login); 1.5 leaves room for a noisy machine.
+    assert min(ratios) <= 1.5, "wrong-password/unknown-user median ratios %s" % ratios
     assert_log_clean(st)
 
 
@@ -1775,21 +1840,17 @@ def test_database_down_is_503(stack, pg):
 
 
 def test_zz_no_credentials_in_logs(stack):
-    assert SENSITIVE, "the module noted no credentials"
-    text = log_text(stack)
-    assert text is not None, "no keygate log captured"
-    leaked = sorted(s for s in SENSITIVE if s in text)
-    assert not leaked, "credentials in the keygate log: %r" % leaked
-    for st in FACTORY_STACKS:
-        assert_log_clean(st)
-    # lighttpd's error and access logs too (the access log records request
-    # lines, so the values sent in refused query strings are expected there)
-    web = getattr(stack, "lighttpd", None)
-    if web is not None:
-        wtext = web.log()
-        path = getattr(web, "access_log", None)
-        if path and os.path.exists(path):
-            with open(path, errors="replace") as f:
-                wtext += f.read()
-        leaked = sorted(s for s in SENSITIVE - QS_VALUES if s in wtext)
-        assert not leaked, "credentials in the web server log: %r" % leaked
+    """A registration, a login, its token in use, a wrong password and a
+    logout leave none of their credentials in the logs. Self-contained: the
+    same check runs after every test of this module."""
+    username, password, _uid = join(stack)
+    b = login(stack, username, password)
+    ok(me(stack, b["token"]))
+    wrong = "wrong " + password
+    note(wrong)
+    err(call(stack, "POST", "/login", {"username": username, "password": wrong}),
+        401, "invalid_credentials")
+    ok(call(stack, "POST", "/logout", token=b["token"]))
+    err(me(stack, b["token"]), 401, "invalid_token")
+    assert {password, wrong, b["secret"], b["token"]} <= SENSITIVE, SENSITIVE
+    assert_no_credentials_in_logs(stack)

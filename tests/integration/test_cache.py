@@ -38,6 +38,26 @@ def _me(kg, token):
     return kg.fcgi("GET", "/me", headers={"Authorization": "Bearer " + token})
 
 
+def _refused_after(kg, token, start, streak=20, cap=15.0):
+    """Seconds from `start` (monotonic) to the sending of the first request
+    of a run of `streak` refusals (401) of token in a row, or None if no such
+    run began within `cap` seconds. Timed by when the refusal began, not by
+    how long the run takes: on a slow machine (sanitizers, load) the run
+    takes longer, but the first refused request is still sent as soon as
+    the previous one was answered."""
+    first, n = None, 0
+    while n < streak:
+        t = time.monotonic()
+        if n == 0 and t - start > cap:
+            return None
+        if _me(kg, token).status == 401:
+            first = t if n == 0 else first
+            n += 1
+        else:
+            n = 0
+    return first - start
+
+
 def _warm(kg, token, n=40):
     for _ in range(n):
         assert _me(kg, token).status == 200
@@ -97,13 +117,9 @@ def test_revocation_on_another_host_is_seen_within_one_second(keygate, pg):
     _warm(host_b, token)
     r = host_a.fcgi("POST", "/logout", headers={"Authorization": "Bearer " + token})
     assert r.status == 200
-    start = time.monotonic()
-    deadline = start + 1.0
-    refused_streak = 0
-    while time.monotonic() < deadline and refused_streak < 20:
-        refused_streak = refused_streak + 1 if _me(host_b, token).status == 401 else 0
-    elapsed = time.monotonic() - start
-    assert refused_streak >= 20, "host B still accepted the token after %.3fs" % elapsed
+    took = _refused_after(host_b, token, time.monotonic())
+    # NOTIFY takes milliseconds; without it the entry would live 120 s
+    assert took is not None and took < 1.0, "host B refused the token after %s s" % took
     # And it stays refused on every worker of host B.
     assert {_me(host_b, token).status for _ in range(40)} == {401}
 
@@ -112,15 +128,13 @@ def test_disable_from_the_command_line_is_seen_within_one_second(pool, pg):
     name, (token,) = _user(pool, 1)
     _warm(pool, token)
     env = keygate_env(pg)
-    start = time.monotonic()
+    # Timed from the command's exit (the disable is committed by then), not
+    # its start: the command's own start-up is slow under the sanitizers.
     subprocess.run([KEYGATE_BIN, "user", "disable", name], env=env,
                    check=True, capture_output=True, timeout=30)
-    deadline = time.monotonic() + 1.0
-    streak = 0
-    while time.monotonic() < deadline and streak < 20:
-        streak = streak + 1 if _me(pool, token).status == 401 else 0
-    assert streak >= 20, "disabled user's token still accepted %.3fs after the command" % (
-        time.monotonic() - start)
+    took = _refused_after(pool, token, time.monotonic())
+    assert took is not None and took < 1.0, (
+        "disabled user's token refused %s s after the command" % took)
     subprocess.run([KEYGATE_BIN, "user", "enable", name], env=env,
                    check=True, capture_output=True, timeout=30)
     # Disabling ended the sessions: enabling does not bring them back.
@@ -185,17 +199,22 @@ def test_token_in_use_is_read_again_before_its_entry_ends(keygate, pg):
     0.2 s for three TTLs, the token misses the cache once, at first."""
     kg = keygate.start(workers=2, token_cache_ttl=4, **dict(LIMITS, log_level="debug"))
     _, (token,) = _user(kg, 1)
-    end = time.monotonic() + 12
-    while time.monotonic() < end:
+    # At least 12 s (three TTLs) and at least 45 checks, however slow each is.
+    start = time.monotonic()
+    checks = 0
+    while time.monotonic() < start + 12 or checks < 45:
         assert _me(kg, token).status == 200
+        checks += 1
         time.sleep(0.2)
+    elapsed = time.monotonic() - start
     lines = _cache_lines(kg)
     misses = [pid for pid, what in lines if what == "miss"]
-    assert len(lines) > 40, lines
+    assert len(lines) == checks, lines
     assert len(misses) == 1, "%d misses in %d checks" % (len(misses), len(lines))
     refreshes = kg.log().count(": refresh sent")
-    # One per entry's life (3 to 4 s here), not one per worker or request.
-    assert 2 <= refreshes <= 6, refreshes
+    # One per entry's life (3 to 4 s here), not one per worker or request:
+    # 2 to 6 in 12 s, more only if the loop took longer.
+    assert 2 <= refreshes <= elapsed / 3 + 2, (refreshes, elapsed)
     assert "could not record token use" not in kg.log()
 
 
@@ -241,6 +260,7 @@ def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
     database instead, so that no revocation can pass it by."""
     kg = keygate.start(workers=1, touch_interval=1, **dict(LIMITS, log_level="debug"))
     token = _due_token(kg)
+    locked_at = pg.query("SELECT clock_timestamp()")[0][0]
     locker = pg.connect()
     locker.autocommit = False
     result = {}
@@ -251,8 +271,9 @@ def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
         start = time.monotonic()
         assert _me(kg, token).status == 200
         took = time.monotonic() - start
-        # A request that waited for its write would hang until the lock went.
-        assert took < 1.0, "the due request took %.1fs" % took
+        # A request that waited for its write would hang until the lock went
+        # (here: until the client's 10 s timeout); any slow machine is faster.
+        assert took < 5.0, "the due request took %.1fs" % took
         assert kg.log().count(": last_used_at write sent") == 1
         time.sleep(0.3)
         waiter.start()
@@ -264,9 +285,11 @@ def test_last_used_at_write_is_not_waited_for_but_never_deafens(keygate, pg):
     waiter.join(10)
     assert result["r"].status == 200
     assert "could not record token use" not in kg.log()
-    age = pg.query("SELECT extract(epoch FROM now() - last_used_at) FROM api_keys"
-                   " WHERE key = %s", (token.split(".")[0],))[0][0]
-    assert age < 2, age
+    # written by now, once the lock went: not older than the lock (the
+    # database keeps last_used_at rounded to the second)
+    stale = pg.query("SELECT last_used_at < %s - interval '1 second' FROM api_keys"
+                     " WHERE key = %s", (locked_at, token.split(".")[0]))[0][0]
+    assert not stale
 
 
 def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
@@ -283,15 +306,20 @@ def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
         with locker.cursor() as cur:
             cur.execute("SELECT 1 FROM api_keys WHERE key = %s FOR UPDATE", (key,))
         start = time.monotonic()
-        assert _me(kg, token).status == 200          # sends the refresh with the write
-        time.sleep(0.3)                              # past DB_REFRESH_DEAF_MS
-        for _ in range(20):
-            assert _me(kg, token).status == 200
+        slowest = 0.0
+        for i in range(21):
+            t = time.monotonic()
+            assert _me(kg, token).status == 200      # the first sends the refresh
+            slowest = max(slowest, time.monotonic() - t)
+            if i == 0:
+                time.sleep(0.3)                      # past DB_REFRESH_DEAF_MS
         took = time.monotonic() - start
-        assert took < 2.0, "21 requests took %.1fs with the row locked" % took
-        # Once, or again if the loop outlasted touch_interval (1 s here): not per request.
+        # A worker that waited for the row would hang until the lock went
+        # (the client's 10 s timeout): each request, not the sum, is bounded.
+        assert slowest < 5.0, "a request took %.1fs with the row locked" % slowest
+        # Once per touch_interval (1 s here) the loop lasted, not per request.
         writes = kg.log().count(": last_used_at write sent")
-        assert 1 <= writes <= 3, writes
+        assert 1 <= writes <= took + 2, (writes, took)
     finally:
         locker.rollback()
         locker.close()
@@ -301,7 +329,7 @@ def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
     # ... and the next touch_interval writes it.
     time.sleep(1 + 1.6)
     assert _me(kg, token).status == 200
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10     # the write is not waited for
     while pg.query("SELECT last_used_at FROM api_keys WHERE key = %s", (key,))[0][0] == before:
         assert time.monotonic() < deadline, "last_used_at never written after the lock"
         time.sleep(0.05)
@@ -309,30 +337,34 @@ def test_a_locked_token_row_holds_up_no_worker(keygate, pg):
 
 def test_last_used_at_is_written_once_per_pool(keygate, pg):
     """When a cached token falls due, one worker writes last_used_at, not each."""
-    kg = keygate.start(workers=3, touch_interval=2, **dict(LIMITS, log_level="debug"))
+    touch = 4
+    kg = keygate.start(workers=3, touch_interval=touch, **dict(LIMITS, log_level="debug"))
     _, (token,) = _user(kg, 1)
     _warm(kg, token, 45)
     assert len({pid for pid, _ in _cache_lines(kg)}) >= 2, "a single worker served"
     before = kg.log().count(": last_used_at write sent")
     # Due in every worker's view: last_used_at is kept in whole seconds
     # (rounded), so a token falls due up to 1.5 s after touch_interval.
-    time.sleep(2 + 2.1)
+    time.sleep(touch + 2.1)
     start = time.monotonic()
+    started_db = pg.query("SELECT clock_timestamp()")[0][0]
     _warm(kg, token, 30)
-    # (Slower than touch_interval, e.g. under sanitizers, it would be due twice.)
-    assert time.monotonic() - start < 2, "30 requests took %.1fs" % (time.monotonic() - start)
+    took = time.monotonic() - start
     log = kg.log()
     writes = log.count(": last_used_at write sent") - before
-    # With each worker deciding for itself, every worker that served would write.
-    assert writes == 1, "%d writes of last_used_at for one due token" % writes
+    # With each worker deciding for itself, every worker that served would
+    # write. A loop slower than touch_interval (4 s for 30 requests) makes
+    # the token due again: one write per touch_interval it spans.
+    assert 1 <= writes <= 1 + int(took / touch), (
+        "%d writes of last_used_at for one due token in %.1f s" % (writes, took))
     assert "could not record token use" not in log
     # And it was written: the database's last_used_at is fresh (the write
     # goes out without the request waiting for it, so give it a moment).
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while True:
-        age = pg.query("SELECT extract(epoch FROM now() - last_used_at) FROM api_keys"
-                       " WHERE key = %s", (token.split(".")[0],))[0][0]
-        if age < 3 or time.monotonic() > deadline:
+        stale = pg.query("SELECT last_used_at < %s - interval '1 second' FROM api_keys"
+                         " WHERE key = %s", (started_db, token.split(".")[0]))[0][0]
+        if not stale or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert age < 3, age
+    assert not stale, "last_used_at not written since the 30 requests began"
