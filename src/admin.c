@@ -85,6 +85,11 @@ admin_fail(const char *what, enum kg_err err)
 		fprintf(stderr, "keygate: %s: schema not migrated: run `keygate migrate`\n", what);
 		return ADMIN_EDB;
 	}
+	if (err == KG_EDB && db_role_missing() && geteuid() == 0) {
+		fprintf(stderr, "keygate: %s: PostgreSQL has no role for root: run as the keygate"
+		    " user: runuser -u keygate -- keygate %s ...\n", what, what);
+		return ADMIN_EDB;
+	}
 	if (err == KG_EDB) {
 		fprintf(stderr, "keygate: %s: database unreachable\n", what);
 		return ADMIN_EDB;

@@ -447,6 +447,47 @@ conf_dump(const struct conf *c)
 	}
 }
 
+/* 1 when a libpq conninfo (key=value or URI) carries a password. */
+static int
+conf_conninfo_has_password(const char *ci)
+{
+	const char *p, *at, *slash;
+
+	if (strncmp(ci, "postgresql://", 13) == 0 || strncmp(ci, "postgres://", 11) == 0) {
+		p = strstr(ci, "://") + 3;
+		at = strchr(p, '@');
+		slash = strchr(p, '/');
+		if (at != NULL && (slash == NULL || at < slash) && memchr(p, ':', (size_t)(at - p)))
+			return 1;
+		return strstr(ci, "password=") != NULL;
+	}
+	/* A key is a word at the start or after white space, then '='. */
+	for (p = ci; (p = strstr(p, "password")) != NULL; p += 8) {
+		const char *q = p + 8;
+
+		if (p != ci && !isspace((unsigned char)p[-1]))
+			continue;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q == '=')
+			return 1;
+	}
+	return 0;
+}
+
+int
+conf_warnings(const struct conf *c, FILE *f)
+{
+	int n = 0;
+
+	if (conf_conninfo_has_password(c->database)) {
+		fprintf(f, "keygate: warning: database: holds a password, readable by whoever reads"
+		    " this configuration; use a password file instead (passfile=, or ~/.pgpass)\n");
+		n++;
+	}
+	return n;
+}
+
 const char *const *
 conf_keys(void)
 {

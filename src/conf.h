@@ -6,6 +6,7 @@
 #define CONF_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "kg.h"
@@ -83,6 +84,9 @@ void conf_dump(const struct conf *c);
 
 /* Key names in table order; NULL-terminated (for the docs test). */
 const char *const *conf_keys(void);
+
+/* Print what is valid but unwise (one line each) to f; returns how many. */
+int conf_warnings(const struct conf *c, FILE *f);
 
 /* Parse a duration "90", "90s", "15m", "12h", "30d" into seconds; -1 on error. */
 long conf_parse_duration(const char *s);

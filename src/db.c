@@ -80,6 +80,7 @@
 
 enum db_stmt {
 	ST_PING,
+	ST_PRIVILEGES,
 	ST_SET_TIMEOUT,
 	ST_USER_INSERT,
 	ST_USER_BY_NAME,
@@ -114,6 +115,18 @@ static const struct {
 	const char *sql;
 } db_stmts[ST__MAX] = {
 	[ST_PING] = { "ping", 0, "SELECT 1" },
+	/*
+	 * What this role may not do of what keygate does (PREPARE checks no
+	 * privilege: a statement fails only when it runs).
+	 */
+	[ST_PRIVILEGES] = { "privileges", 0,
+	    "SELECT string_agg(what, ', ' ORDER BY what) FROM ("
+	    " SELECT 'table ' || t AS what"
+	    " FROM unnest(ARRAY['users', 'api_keys', 'throttle', 'auth_events']) t"
+	    " WHERE NOT has_table_privilege(t, 'SELECT, INSERT, UPDATE, DELETE')"
+	    " UNION ALL SELECT 'function keygate_login_finish'"
+	    " FROM pg_proc p WHERE p.proname = 'keygate_login_finish'"
+	    " AND NOT has_function_privilege(p.oid, 'EXECUTE')) m" },
 	[ST_SET_TIMEOUT] = { "set_timeout", 1,
 	    "SELECT set_config('statement_timeout', $1, false)" },
 	[ST_USER_INSERT] = { "user_insert", 3,
@@ -272,6 +285,7 @@ static struct {
 	long long next_try_ms;   /* monotonic time before which we do not retry */
 	int prepare;             /* prepare the application statements */
 	int schema_old;          /* the schema is older than DB_SCHEMA_VERSION (said once) */
+	int no_role;             /* the last connection was refused: no such role */
 	int listen;              /* LISTEN for revocations (db_listen_for_revocations) */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
 	long long polled_ms;     /* monotonic, when the socket was last looked at */
@@ -308,15 +322,30 @@ db_close(void)
 	db.sent_busy = 0;
 }
 
-/* One line from a libpq message: they can span lines and must not reach clients. */
+/*
+ * A libpq message as one log line (they span lines, and must never reach
+ * clients): its lines joined, so that a hint such as "Is the server
+ * running locally and accepting connections on that socket?" stays.
+ */
 static void
 db_log_error(const char *what, const char *msg)
 {
-	char line[256];
-	size_t n;
+	char line[512];
+	size_t i, n = 0;
 
-	(void)snprintf(line, sizeof(line), "%s", msg != NULL ? msg : "");
-	n = strcspn(line, "\n");
+	for (i = 0; msg != NULL && msg[i] != '\0' && n + 1 < sizeof(line); i++) {
+		char ch = msg[i] == '\t' ? ' ' : msg[i];
+
+		if (ch == '\n') {
+			if (msg[i + 1] == '\0')
+				break;
+			ch = ' ';
+		}
+		/* One space where a line break and its indent were. */
+		if (ch == ' ' && n > 0 && line[n - 1] == ' ')
+			continue;
+		line[n++] = ch;
+	}
 	line[n] = '\0';
 	log_warnx("database: %s: %s", what, line);
 }
@@ -382,6 +411,12 @@ db_schema_missing(void)
 	return db.schema_old;
 }
 
+int
+db_role_missing(void)
+{
+	return db.no_role;
+}
+
 static enum kg_err
 db_connect(void)
 {
@@ -400,9 +435,14 @@ db_connect(void)
 		goto out;
 	}
 	if (PQstatus(db.conn) != CONNECTION_OK) {
-		db_log_error("connect", PQerrorMessage(db.conn));
+		const char *m = PQerrorMessage(db.conn);
+
+		db_log_error("connect", m);
+		/* 'FATAL:  role "root" does not exist': the command line run as the wrong user. */
+		db.no_role = strstr(m, "role \"") != NULL && strstr(m, "\" does not exist") != NULL;
 		goto out;
 	}
+	db.no_role = 0;
 	if (!db.prepare) {
 		err = KG_OK;
 		goto out;
@@ -599,6 +639,20 @@ db_hex_decode(const char *hex, unsigned char *out, size_t outlen)
 		out[i] = (unsigned char)v;
 	}
 	return 0;
+}
+
+enum kg_err
+db_privileges_missing(char *missing, size_t missingsz)
+{
+	PGresult *res;
+	enum kg_err err = db_exec(ST_PRIVILEGES, NULL, 1, &res, NULL, 0);
+
+	if (err == KG_OK && PQntuples(res) == 1)
+		db_copy(missing, missingsz, res, 0, 0);
+	else if (err == KG_OK)
+		err = KG_EDB;
+	PQclear(res);
+	return err;
 }
 
 enum kg_err

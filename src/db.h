@@ -86,11 +86,15 @@ long db_retry_after(void);
  * keygate migrate).
  */
 int db_schema_missing(void);
+/* 1 when the last connection was refused because PostgreSQL has no such role. */
+int db_role_missing(void);
 
 /* Close the connection (before fork, at exit). */
 void db_close(void);
 
 enum kg_err db_ping(void) KG_MUSTCHECK;
+/* What of keygate's work this role may not do ("" when nothing), for check-config --connect. */
+enum kg_err db_privileges_missing(char *missing, size_t missingsz) KG_MUSTCHECK;
 
 /*
  * Whether connections opened from now on LISTEN for sessions ended

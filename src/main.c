@@ -24,7 +24,8 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  serve          run the FastCGI worker pool (default)\n"
 	    "  migrate        apply pending database migrations\n"
-	    "  check-config   validate the configuration and exit (-v: print it)\n"
+	    "  check-config   validate the configuration and exit (-v: print it;\n"
+	    "                 --connect: also reach the database and the socket's folder)\n"
 	    "  user, token, events, prune   administration (keygate user --help)\n"
 	    "The configuration file is -c, else $KEYGATE_CONFIG, else %s.\n"
 	    "Any key can be overridden by the environment variable KEYGATE_<KEY>.\n",
@@ -45,6 +46,54 @@ main_conf_file(const char *arg)
 	return path;
 }
 
+/*
+ * check-config --connect: what keygate will need, tried as the invoking
+ * user (run it as the user keygate runs as). One line per finding; exit
+ * 0 all well, 1 something keygate cannot do, 2 the database unreachable
+ * or its schema not migrated.
+ */
+static int
+main_check_connect(const struct conf *c)
+{
+	char dir[CONF_STR_MAX], missing[256];
+	char *slash;
+	int rc = 0;
+
+	if (c->listen[0] == '/') {
+		(void)kg_strlcpy(dir, c->listen, sizeof(dir));
+		slash = strrchr(dir, '/');
+		*(slash == dir ? slash + 1 : slash) = '\0';
+		if (access(dir, W_OK | X_OK) == 0)
+			printf("ok: listen: folder %s exists and is writable\n", dir);
+		else {
+			printf("error: listen: folder %s: %s (keygate binds %s there unless it is given"
+			    " a socket)\n", dir, strerror(errno), c->listen);
+			rc = 1;
+		}
+	}
+	db_configure(c);
+	if (db_ready() != KG_OK) {
+		if (db_schema_missing())
+			printf("error: database: schema not migrated: run `keygate migrate`\n");
+		else
+			printf("error: database: unreachable as this user (the reason is logged above)\n");
+		return 2;
+	}
+	printf("ok: database: connected; schema %s or later; every statement prepared\n",
+	    DB_SCHEMA_VERSION);
+	if (db_privileges_missing(missing, sizeof(missing)) != KG_OK) {
+		printf("error: database: cannot read this role's privileges\n");
+		rc = 1;
+	} else if (missing[0] != '\0') {
+		printf("error: database: this role may not use %s (GRANT the keygate role to it)\n",
+		    missing);
+		rc = 1;
+	} else
+		printf("ok: database: this role may read and write every table keygate uses\n");
+	db_close();
+	return rc;
+}
+
 static const struct option main_opts[] = {
 	{ "config", required_argument, NULL, 'c' },
 	{ "help", no_argument, NULL, 'h' },
@@ -58,7 +107,7 @@ main(int argc, char *argv[])
 	const char *arg_conf = NULL, *file, *cmd;
 	struct conf c;
 	char err[1024];
-	int ch, verbose = 0;
+	int ch, verbose = 0, connect = 0;
 
 	/* "+": stop at the command, whose own options come after it. */
 	while ((ch = getopt_long(argc, argv, "+c:hvV", main_opts, NULL)) != -1) {
@@ -81,10 +130,18 @@ main(int argc, char *argv[])
 		}
 	}
 	cmd = optind < argc ? argv[optind] : "serve";
-	if (strcmp(cmd, "check-config") == 0 && optind + 2 == argc &&
-	    strcmp(argv[optind + 1], "-v") == 0)
-		verbose = 1;
-	else if (optind + 1 < argc && !admin_is_command(cmd)) {
+	if (strcmp(cmd, "check-config") == 0) {
+		for (int i = optind + 1; i < argc; i++) {
+			if (strcmp(argv[i], "-v") == 0)
+				verbose = 1;
+			else if (strcmp(argv[i], "--connect") == 0)
+				connect = 1;
+			else {
+				usage(stderr);
+				return 1;
+			}
+		}
+	} else if (optind + 1 < argc && !admin_is_command(cmd)) {
 		usage(stderr);
 		return 1;
 	}
@@ -101,7 +158,8 @@ main(int argc, char *argv[])
 		if (verbose)
 			conf_dump(&c);
 		printf("keygate: configuration %s is valid\n", file ? file : "(defaults and environment)");
-		return 0;
+		(void)conf_warnings(&c, stdout);
+		return connect ? main_check_connect(&c) : 0;
 	}
 	if (strcmp(cmd, "migrate") == 0) {
 		db_configure(&c);
