@@ -1,0 +1,104 @@
+"""README.md's quick start, run as typed against a scripts/run-like stack
+(PostgreSQL, a keygate pool and lighttpd with the shipped snippet).
+
+The block after "With `scripts/run` running" is taken from README.md
+literally and each of its commands runs with bash. Only two things are
+replaced: the address on the `API=` line (the stack's port instead of
+8080), and the `TOKEN=…` placeholder, by the "token" of the login reply
+before it, as the reader would paste it. Every command must print one JSON
+object, with "success": true, and with the fields of the `# {...}` comment
+that follows it. The stack has a fresh database of its own, so that the
+README's user "alice" is new, as on a fresh `scripts/run`.
+"""
+
+import json
+import os
+import re
+import subprocess
+import uuid
+
+import pytest
+
+import kgharness
+
+README = os.path.join(kgharness.REPO, "README.md")
+
+
+def quick_start_block():
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("With `scripts/run` running")
+    m = re.search(r"```sh\n(.*?)```", text[start:], re.S)
+    assert m, "no sh block after 'With `scripts/run` running' in README.md"
+    return m.group(1)
+
+
+def commands(block):
+    """[(command, comment after it or '')], continuation lines joined."""
+    out, cur = [], ""
+    for line in block.splitlines():
+        if cur:
+            cur += "\n" + line
+        elif line.startswith("#"):
+            if out and not out[-1][1]:
+                out[-1] = (out[-1][0], line)
+            continue
+        elif line.strip():
+            cur = line
+        if cur and not cur.endswith("\\"):
+            out.append((cur, ""))
+            cur = ""
+    assert not cur, cur
+    return out
+
+
+@pytest.fixture
+def fresh_stack(pg, make_stack, kg_workdir):
+    db = "readme_%s" % uuid.uuid4().hex[:12]
+    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
+    dsn = pg.dsn_for(db)
+    r = kgharness.run_keygate(["migrate"], kg_workdir, pg=pg, overrides={"database": dsn})
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    try:
+        with make_stack(database=dsn) as st:
+            yield st
+    finally:
+        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
+
+
+def test_readme_quick_start_runs_as_typed(fresh_stack):
+    cmds = commands(quick_start_block())
+    assert any(c.startswith("API=") for c, _ in cmds), cmds
+    env = dict(os.environ)
+    last_login = None
+    ran = []
+    for cmd, comment in cmds:
+        if cmd.startswith("API="):
+            assert cmd.split()[0] == "API=http://127.0.0.1:8080/api", cmd
+            env["API"] = fresh_stack.base
+            continue
+        if cmd.startswith("TOKEN="):
+            assert last_login is not None, "TOKEN= before a login"
+            env["TOKEN"] = last_login["token"]
+            continue
+        assert cmd.startswith("curl "), cmd
+        r = subprocess.run(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert r.returncode == 0, (cmd, r.returncode, r.stderr)
+        try:
+            body = json.loads(r.stdout)
+        except ValueError:
+            raise AssertionError("not JSON: %s\n%s" % (cmd, r.stdout[:500]))
+        assert body.get("success") is True, (cmd, body)
+        if comment.startswith("# {"):
+            for key in re.findall(r'"(\w+)":', comment):
+                assert key in body, (cmd, key, body)
+        if cmd.rstrip().endswith("$API/login"):
+            last_login = body
+        ran.append(cmd.split("$API")[-1].strip())
+    # the block still covers the whole account flow
+    for path in ("/health", "/join", "/login", "/me", "/sessions", "/logout", "/status"):
+        assert any(p.startswith(path) for p in ran), (path, ran)
+    # and the logout revoked the token
+    r = fresh_stack.get("/me", headers={"Authorization": "Bearer " + env["TOKEN"]})
+    assert r.status_code == 401, r.text
