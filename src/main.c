@@ -59,8 +59,9 @@ usage_of(FILE *f, size_t i)
 }
 
 /*
- * The arguments after one of main_commands: -h/--help, check-config's -v,
- * nothing else. Returns -1 to go on, else the exit status.
+ * The arguments after a command: for one of main_commands -h/--help and
+ * check-config's -v, nothing else; an admin command parses its own; an
+ * unknown one takes none. Returns -1 to go on, else the exit status.
  */
 static int
 main_command_args(int argc, char *argv[], int *verbose)
@@ -71,8 +72,12 @@ main_command_args(int argc, char *argv[], int *verbose)
 	for (i = 0; i < MAIN_NCOMMANDS; i++)
 		if (strcmp(argv[0], main_commands[i].name) == 0)
 			break;
-	if (i == MAIN_NCOMMANDS)
-		return -1;
+	if (i == MAIN_NCOMMANDS) {
+		if (argc == 1 || admin_is_command(argv[0]))
+			return -1;
+		usage(stderr);
+		return 1;
+	}
 	for (k = 1; k < argc; k++) {
 		if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
 			usage_of(stdout, i);
@@ -141,10 +146,6 @@ main(int argc, char *argv[])
 	cmd = optind < argc ? argv[optind] : "serve";
 	if (optind < argc && (ch = main_command_args(argc - optind, argv + optind, &verbose)) >= 0)
 		return ch;
-	if (optind + 1 < argc && !admin_is_command(cmd)) {
-		usage(stderr);
-		return 1;
-	}
 	file = main_conf_file(arg_conf);
 	if (conf_load(file, &c, err, sizeof(err)) != KG_OK) {
 		fprintf(stderr, "keygate: %s\n", err);
