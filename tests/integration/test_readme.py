@@ -1,5 +1,6 @@
 """README.md's quick start, run as typed against a scripts/run-like stack
-(PostgreSQL, a keygate pool and lighttpd with the shipped snippet).
+(PostgreSQL, a keygate pool and lighttpd with the shipped snippet), and
+against Apache with the shipped mod_fcgid snippet.
 
 The block after "With `scripts/run` running" is taken from README.md
 literally and each of its commands runs with bash. Only two things are
@@ -18,8 +19,10 @@ import subprocess
 import uuid
 
 import pytest
+import requests
 
 import kgharness
+import webservers as ws
 
 README = os.path.join(kgharness.REPO, "README.md")
 
@@ -52,16 +55,46 @@ def commands(block):
     return out
 
 
-@pytest.fixture
-def fresh_stack(pg, make_stack, kg_workdir):
+class ApacheSite:
+    """Apache with the shipped mod_fcgid snippet, shaped like a Stack."""
+
+    def __init__(self, ap):
+        self.ap = ap
+        self.base = ap.base_url
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 30)
+        return requests.get(self.base + path, **kw)
+
+
+@pytest.fixture(params=["lighttpd", "apache"])
+def fresh_stack(request, pg, make_stack, kg_workdir):
     db = "readme_%s" % uuid.uuid4().hex[:12]
     pg.query("CREATE DATABASE %s" % db, dbname="postgres")
     dsn = pg.dsn_for(db)
     r = kgharness.run_keygate(["migrate"], kg_workdir, pg=pg, overrides={"database": dsn})
     assert r.returncode == 0, (r.stdout, r.stderr)
     try:
-        with make_stack(database=dsn) as st:
-            yield st
+        if request.param == "lighttpd":
+            with make_stack(database=dsn) as st:
+                yield st
+        else:
+            if not os.access(ws.APACHE_BIN, os.X_OK):
+                pytest.skip("Apache is not installed")
+            n = next(kgharness._serial)
+            ini = ws.keygate_ini(os.path.join(kg_workdir, "readme%d.ini" % n), pg,
+                                 database=dsn)
+            private = os.path.join(kg_workdir, "readme-private-%d" % n)
+            ws.make_private_dir(private)
+            servers = ws.WebServers(kg_workdir)
+            try:
+                yield ApacheSite(servers.apache(
+                    [(os.path.join(ws.APACHE_CONF, "keygate.conf"),
+                      {ws.INSTALLED_BINARY: kgharness.KEYGATE_BIN,
+                       ws.INSTALLED_CONFIG: ini, ws.PRIVATE_DIR: private + "/"})],
+                    modules=["fcgid"]))
+            finally:
+                servers.cleanup()
     finally:
         pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
 
