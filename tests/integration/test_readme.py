@@ -37,7 +37,8 @@ def quick_start_block():
 
 
 def commands(block):
-    """[(command, comment after it or '')], continuation lines joined."""
+    """[(command, comment after it or '')], continuation lines (after a
+    backslash, a pipe or &&) joined."""
     out, cur = [], ""
     for line in block.splitlines():
         if cur:
@@ -48,7 +49,7 @@ def commands(block):
             continue
         elif line.strip():
             cur = line
-        if cur and not cur.endswith("\\"):
+        if cur and not cur.rstrip().endswith(("\\", "|", "&&")):
             out.append((cur, ""))
             cur = ""
     assert not cur, cur
@@ -135,3 +136,68 @@ def test_readme_quick_start_runs_as_typed(fresh_stack):
     # and the logout revoked the token
     r = fresh_stack.get("/me", headers={"Authorization": "Bearer " + env["TOKEN"]})
     assert r.status_code == 401, r.text
+
+
+# ---------------------------------------------------------------------------
+# docs/DEPLOYMENT.md, "Checking a deployment"
+
+DEPLOYMENT = os.path.join(kgharness.REPO, "docs", "DEPLOYMENT.md")
+
+
+def deployment_check_block():
+    with open(DEPLOYMENT, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("## Checking a deployment")
+    m = re.search(r"```sh\n(.*?)```", text[start:], re.S)
+    assert m, "no sh block under 'Checking a deployment'"
+    return m.group(1)
+
+
+def test_deployment_check_runs_as_typed(pg, keygate, kg_workdir):
+    """The block against lighttpd with keygate.conf and
+    keygate-authorizer.conf; only http://localhost becomes the server's
+    address, and the guarded folder gets the hello.txt the block reads."""
+    db = "deploy_%s" % uuid.uuid4().hex[:12]
+    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
+    servers = ws.WebServers(kg_workdir)
+    try:
+        dsn = pg.dsn_for(db)
+        r = kgharness.run_keygate(["migrate"], kg_workdir, pg=pg,
+                                  overrides={"database": dsn})
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        kg = keygate.start(database=dsn, **ws.RELAXED)
+        private = os.path.join(kg_workdir, "deploy-private-%d" % next(kgharness._serial))
+        ws.make_private_dir(private)
+        with open(os.path.join(private, "hello.txt"), "w") as f:
+            f.write("hello from the guarded folder\n")
+        os.chmod(os.path.join(private, "hello.txt"), 0o644)
+        lt = servers.lighttpd([
+            (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
+            (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
+             {ws.POOL_SOCKET: kg.socket, ws.PRIVATE_DIR: private + "/"}),
+        ])
+        env = dict(os.environ)
+        for cmd, comment in commands(deployment_check_block()):
+            cmd = cmd.replace("http://localhost", lt.url)
+            m = re.match(r"^([A-Z]+)=", cmd)
+            if m:
+                # an assignment: keep the value for the commands after it
+                r = subprocess.run(["bash", "-c", '%s\nprintf %%s "$%s"' % (cmd, m.group(1))],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   universal_newlines=True, timeout=60)
+                assert r.returncode == 0 and r.stdout, (cmd, r.stdout, r.stderr)
+                env[m.group(1)] = r.stdout
+                continue
+            r = subprocess.run(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+            assert r.returncode == 0, (cmd, r.returncode, r.stderr)
+            want = re.search(r"#\s*(\d{3})\b", cmd)
+            if "| head -1" in cmd:
+                assert want, cmd
+                assert r.stdout.startswith("HTTP/1.1 %s" % want.group(1)), (cmd, r.stdout)
+            else:
+                body = json.loads(r.stdout)
+                assert body.get("success") is True, (cmd, body)
+    finally:
+        servers.cleanup()
+        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
