@@ -154,6 +154,19 @@ def test_lighttpd_names_no_version_under_api_and_private(lt_site):
         assert "Server" not in r.headers, (path, r.status_code, r.headers)
 
 
+def test_lighttpd_www_snippet_names_no_version(keygate, servers):
+    kg = keygate.start(**ws.RELAXED)
+    lt = servers.lighttpd([
+        (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
+        (os.path.join(ws.LIGHTTPD_CONF, "keygate-www.conf"),
+         {"/usr/share/keygate/www": os.path.join(kh.REPO, "www")}),
+    ])
+    for path in ("/", "/app.js", "/no-such-file", "/api/health"):
+        r = lt.get(path)
+        assert r.status_code in (200, 404), (path, r.status_code)
+        assert "Server" not in r.headers, (path, r.headers)
+
+
 def test_lighttpd_spawn_snippet_has_the_same_limits():
     """keygate-spawn.conf is the alternative to keygate.conf: the same
     block for /api/ (the server tests run keygate.conf's)."""
