@@ -27,13 +27,18 @@ import webservers as ws
 README = os.path.join(kgharness.REPO, "README.md")
 
 
-def quick_start_block():
-    with open(README, encoding="utf-8") as f:
+def sh_block(path, after):
+    """The first ```sh block of the file at path after the text `after`."""
+    with open(path, encoding="utf-8") as f:
         text = f.read()
-    start = text.index("With `scripts/run` running")
+    start = text.index(after)
     m = re.search(r"```sh\n(.*?)```", text[start:], re.S)
-    assert m, "no sh block after 'With `scripts/run` running' in README.md"
+    assert m, "no sh block after %r in %s" % (after, path)
     return m.group(1)
+
+
+def quick_start_block():
+    return sh_block(README, "With `scripts/run` running")
 
 
 def commands(block):
@@ -145,12 +150,7 @@ DEPLOYMENT = os.path.join(kgharness.REPO, "docs", "DEPLOYMENT.md")
 
 
 def deployment_check_block():
-    with open(DEPLOYMENT, encoding="utf-8") as f:
-        text = f.read()
-    start = text.index("## Checking a deployment")
-    m = re.search(r"```sh\n(.*?)```", text[start:], re.S)
-    assert m, "no sh block under 'Checking a deployment'"
-    return m.group(1)
+    return sh_block(DEPLOYMENT, "## Checking a deployment")
 
 
 def test_deployment_check_runs_as_typed(pg, keygate, kg_workdir):
