@@ -21,20 +21,51 @@ static struct auth_client admin_client = { NULL, "keygate-cli", 0, NULL };
 /* Room for a stored value of up to 256 bytes, every byte escaped. */
 #define ADMIN_SHOW_MAX (4 * 256 + 4)
 
-static const char *const admin_usage_text =
-    "usage:\n"
-    "  keygate user add NAME [--email E] [--password-stdin]\n"
-    "  keygate user passwd NAME [--password-stdin]\n"
-    "  keygate user disable NAME\n"
-    "  keygate user enable NAME\n"
-    "  keygate user list [--json]\n"
-    "  keygate token list NAME\n"
-    "  keygate token revoke NAME (--key KEY | --all)\n"
-    "  keygate events [--user NAME] [--since TIME] [--limit N]\n"
-    "  keygate prune\n"
-    "Passwords are read from the terminal without echo, or with --password-stdin\n"
-    "as one line from standard input. Exit status: 0 ok, 1 usage or data error,\n"
-    "2 database unreachable.\n";
+/* One line per command, so that `keygate CMD [SUB] --help` shows its own. */
+static const struct {
+	const char *cmd, *sub, *args;
+} admin_commands[] = {
+	{ "user", "add", "NAME [--email E] [--password-stdin]" },
+	{ "user", "passwd", "NAME [--password-stdin]" },
+	{ "user", "disable", "NAME" },
+	{ "user", "enable", "NAME" },
+	{ "user", "list", "[--json]" },
+	{ "token", "list", "NAME" },
+	{ "token", "revoke", "NAME (--key KEY | --all)" },
+	{ "events", NULL, "[--user NAME] [--since TIME] [--limit N]" },
+	{ "prune", NULL, "" },
+};
+
+void
+admin_usage_lines(FILE *f, const char *cmd, const char *sub)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(admin_commands) / sizeof(admin_commands[0]); i++) {
+		if (cmd != NULL && strcmp(admin_commands[i].cmd, cmd) != 0)
+			continue;
+		if (sub != NULL && admin_commands[i].sub != NULL &&
+		    strcmp(admin_commands[i].sub, sub) != 0)
+			continue;
+		fprintf(f, "  keygate %s%s%s%s%s\n", admin_commands[i].cmd,
+		    admin_commands[i].sub != NULL ? " " : "",
+		    admin_commands[i].sub != NULL ? admin_commands[i].sub : "",
+		    admin_commands[i].args[0] != '\0' ? " " : "", admin_commands[i].args);
+	}
+}
+
+/* The usage of cmd (and sub), or of every command when cmd is NULL. */
+static int
+admin_usage_of(FILE *f, const char *cmd, const char *sub, int rc)
+{
+	fputs("usage:\n", f);
+	admin_usage_lines(f, cmd, sub);
+	if (cmd == NULL || strcmp(cmd, "user") == 0)
+		fputs("Passwords are read from the terminal without echo, or with --password-stdin\n"
+		    "as one line from standard input.\n", f);
+	fputs("Exit status: 0 ok, 1 usage or data error, 2 database unreachable.\n", f);
+	return rc;
+}
 
 /*
  * A stored value as it may reach the administrator's terminal: printable
@@ -73,8 +104,7 @@ admin_show(const char *s, char *out, size_t outsz)
 static int
 admin_usage(FILE *f, int rc)
 {
-	fputs(admin_usage_text, f);
-	return rc;
+	return admin_usage_of(f, NULL, NULL, rc);
 }
 
 /* Map an error to a one-line message and an exit code. */
@@ -505,10 +535,20 @@ admin_main(const struct conf *c, int argc, char **argv)
 {
 	int rc, i;
 
-	/* --help anywhere answers at once, database or not. */
-	for (i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return admin_usage(stdout, ADMIN_OK);
+	/* --help anywhere answers at once, database or not, for the command asked about. */
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			const char *sub = NULL;
+			size_t k;
+
+			for (k = 0; k < sizeof(admin_commands) / sizeof(admin_commands[0]); k++)
+				if (i > 1 && admin_commands[k].sub != NULL &&
+				    strcmp(admin_commands[k].cmd, argv[0]) == 0 &&
+				    strcmp(admin_commands[k].sub, argv[1]) == 0)
+					sub = argv[1];
+			return admin_usage_of(stdout, argv[0], sub, ADMIN_OK);
+		}
+	}
 	if (master_configure(c) != KG_OK)
 		return ADMIN_EUSAGE;
 	if (db_ready() != KG_OK)

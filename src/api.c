@@ -186,6 +186,11 @@ api_authenticate(const struct request *req, struct response *resp, const char *b
 	int presented = 0;
 	enum kg_err err;
 
+	/* Half a pair in the body is a missing field: name it, as for any field. */
+	if ((body_key == NULL) != (body_secret == NULL)) {
+		api_field_error(resp, body_key == NULL ? "key" : "secret", "required");
+		return KG_EINPUT;
+	}
 	err = auth_credentials(req, body_key, body_secret, &t, &presented);
 	if (err == KG_OK && !presented && req->cookie != NULL) {
 		/* The cookie counts only when nothing else is presented. */
@@ -327,10 +332,7 @@ api_login(struct request *req, struct response *resp)
 			goto out;
 		}
 	}
-	/*
-	 * A username/password login: token headers a client still sends from an
-	 * earlier session are not a second credential here, and are ignored.
-	 */
+	/* A username/password login. */
 	err = KG_EINPUT;
 	if (!v[0].present)
 		api_field_error(resp, "username", "required");
@@ -342,6 +344,14 @@ api_login(struct request *req, struct response *resp)
 	    !auth_scopes_valid((const char *const *)v[3].strv, v[3].n))
 		api_field_error(resp, "scopes", "invalid");
 	if (resp->fields != NULL)
+		goto out;
+	/*
+	 * A token header beside the password is a second way of presenting
+	 * credentials (API.md): refused, never guessed at. keygate's cookie is
+	 * not one: a browser sends a leftover cookie on its own, and logging in
+	 * again must work (the login replaces it).
+	 */
+	if (req->authorization != NULL || req->hdr_key != NULL || req->hdr_secret != NULL)
 		goto out;
 	/* A login that sets a cookie must come from a page we trust (login CSRF). */
 	if (v[6].boolean && req->origin != NULL && !api_origin_allowed(req->origin)) {

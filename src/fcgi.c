@@ -237,9 +237,14 @@ fcgi_header(FCGX_Stream *out, const char *name, const char *value)
 	return 0;
 }
 
-/* Every reply but an allowing authorizer's: JSON, never sniffed, never cached. */
-#define FCGI_JSON_HEADERS "Content-Type: application/json\r\n" \
-	"X-Content-Type-Options: nosniff\r\n" "Cache-Control: no-store\r\n"
+/*
+ * Every reply but an allowing authorizer's: JSON in UTF-8, never sniffed,
+ * never cached (Pragma for HTTP/1.0 caches, which ignore Cache-Control:
+ * a login's reply carries a token).
+ */
+#define FCGI_JSON_HEADERS "Content-Type: application/json; charset=utf-8\r\n" \
+	"X-Content-Type-Options: nosniff\r\n" "Cache-Control: no-store\r\n" \
+	"Pragma: no-cache\r\n"
 
 /* Write status, headers and body. Every response names its status explicitly. */
 static void

@@ -16,20 +16,86 @@
 #include "master.h"
 #include "migrate.h"
 
+/* The commands of this file, each with its own usage for `keygate CMD --help`. */
+static const struct {
+	const char *name, *args, *what;
+} main_commands[] = {
+	{ "serve", "", "run the FastCGI worker pool (the default command)" },
+	{ "migrate", "", "apply pending database migrations (exit 2: database unreachable)" },
+	{ "check-config", " [-v] [--connect]",
+	    "validate the configuration and exit (-v: print it; --connect: try what it needs)" },
+};
+
+#define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
+
 static void
-usage(FILE *f)
+usage_notes(FILE *f)
 {
 	fprintf(f,
-	    "usage: keygate [-c file] [command]\n"
-	    "commands:\n"
-	    "  serve          run the FastCGI worker pool (default)\n"
-	    "  migrate        apply pending database migrations\n"
-	    "  check-config   validate the configuration and exit (-v: print it;\n"
-	    "                 --connect: also reach the database and the socket's folder)\n"
-	    "  user, token, events, prune   administration (keygate user --help)\n"
 	    "The configuration file is -c, else $KEYGATE_CONFIG, else %s.\n"
 	    "Any key can be overridden by the environment variable KEYGATE_<KEY>.\n",
 	    conf_path(NULL));
+}
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: keygate [-c file] [command]\ncommands:\n");
+	for (i = 0; i < MAIN_NCOMMANDS; i++)
+		fprintf(f, "  %-13s  %s\n", main_commands[i].name, main_commands[i].what);
+	fprintf(f, "administration (keygate COMMAND --help for one):\n");
+	admin_usage_lines(f, NULL, NULL);
+	usage_notes(f);
+}
+
+/* `keygate [-c file] CMD --help`: that command's usage alone. */
+static void
+usage_of(FILE *f, size_t i)
+{
+	fprintf(f, "usage: keygate [-c file] %s%s\n  %s\n", main_commands[i].name,
+	    main_commands[i].args, main_commands[i].what);
+	usage_notes(f);
+}
+
+/*
+ * The arguments after a command: for one of main_commands -h/--help and
+ * check-config's -v and --connect, nothing else; an admin command parses
+ * its own; an unknown one takes none. Returns -1 to go on, else the exit
+ * status.
+ */
+static int
+main_command_args(int argc, char *argv[], int *verbose, int *connect)
+{
+	size_t i;
+	int k, bad = 0;
+
+	for (i = 0; i < MAIN_NCOMMANDS; i++)
+		if (strcmp(argv[0], main_commands[i].name) == 0)
+			break;
+	if (i == MAIN_NCOMMANDS) {
+		if (argc == 1 || admin_is_command(argv[0]))
+			return -1;
+		usage(stderr);
+		return 1;
+	}
+	for (k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+			usage_of(stdout, i);
+			return 0;
+		}
+		if (strcmp(argv[0], "check-config") == 0 && strcmp(argv[k], "-v") == 0)
+			*verbose = 1;
+		else if (strcmp(argv[0], "check-config") == 0 && strcmp(argv[k], "--connect") == 0)
+			*connect = 1;
+		else
+			bad = 1;
+	}
+	if (!bad)
+		return -1;
+	usage_of(stderr, i);
+	return 1;
 }
 
 /*
@@ -130,21 +196,9 @@ main(int argc, char *argv[])
 		}
 	}
 	cmd = optind < argc ? argv[optind] : "serve";
-	if (strcmp(cmd, "check-config") == 0) {
-		for (int i = optind + 1; i < argc; i++) {
-			if (strcmp(argv[i], "-v") == 0)
-				verbose = 1;
-			else if (strcmp(argv[i], "--connect") == 0)
-				connect = 1;
-			else {
-				usage(stderr);
-				return 1;
-			}
-		}
-	} else if (optind + 1 < argc && !admin_is_command(cmd)) {
-		usage(stderr);
-		return 1;
-	}
+	if (optind < argc && (ch = main_command_args(argc - optind, argv + optind, &verbose,
+	    &connect)) >= 0)
+		return ch;
 	file = main_conf_file(arg_conf);
 	if (conf_load(file, &c, err, sizeof(err)) != KG_OK) {
 		fprintf(stderr, "keygate: %s\n", err);

@@ -168,8 +168,10 @@ def test_help_on_each_subcommand(cli, args):
     r = cli(*args)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.startswith("usage:"), r.stdout
+    # that command's own lines, not the others'
+    own = "keygate " + " ".join(a for a in args if a != "--help")
     for line in USAGE_LINES:
-        assert line in r.stdout, (line, r.stdout)
+        assert (line in r.stdout) == (line + " ").startswith(own + " "), (line, r.stdout)
     assert "Exit status" in r.stdout
 
 
@@ -178,6 +180,30 @@ def test_help_needs_no_database(cli, args):
     r = cli(*args, env=dead_env())
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.startswith("usage:"), r.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "--help"], ["migrate", "--help"], ["check-config", "--help"],
+    ["check-config", "-h"], ["check-config", "-v", "--help"], ["migrate", "-h"],
+], ids=lambda a: " ".join(a))
+def test_help_on_each_main_command(cli, args):
+    """serve, migrate and check-config answer --help with their own usage,
+    on stdout, exit 0, without touching the database or serving."""
+    r = cli(*args, env=dead_env(), timeout=30)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout.startswith("usage: keygate [-c file] %s" % args[0]), r.stdout
+    others = {"serve", "migrate", "check-config"} - {args[0]}
+    assert not [o for o in others if "] %s" % o in r.stdout], r.stdout
+    assert r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["migrate", "--bogus"], ["check-config", "-x"], ["check-config", "-v", "extra"],
+    ["serve", "--nope"], ["migrate", "now"],
+], ids=lambda a: " ".join(a))
+def test_unknown_option_of_a_main_command(cli, args):
+    err = cli.usage_error(*args, env=dead_env(), timeout=30)
+    assert err.startswith("usage: keygate [-c file] %s" % args[0]), err
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])

@@ -204,12 +204,12 @@ def test_man_page_formats_without_warnings(page):
 
 def test_keygate_8_names_every_command_and_option():
     text = read(MAN8)
-    usage = subprocess.run([kgharness.KEYGATE_BIN, "user", "--help"], stdout=subprocess.PIPE,
+    usage = subprocess.run([kgharness.KEYGATE_BIN, "--help"], stdout=subprocess.PIPE,
                            env=kgharness.clean_env(), universal_newlines=True,
                            timeout=30).stdout
     for cmd in ("serve", "migrate", "check-config"):
         assert re.search(r"\bCm %s\b" % cmd, text), cmd
-    # Every admin command line of `keygate user --help`, as .Cm words in the page.
+    # Every admin command line of `keygate --help`, as .Cm words in the page.
     for line in usage.splitlines():
         m = re.match(r"^\s+keygate ((?:[a-z]+ ?)+)", line)
         if not m:
