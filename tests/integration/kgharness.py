@@ -427,6 +427,18 @@ class PgCluster:
 # --------------------------------------------------------------------------
 # keygate
 
+@contextlib.contextmanager
+def scratch_database(pg, prefix="db"):
+    """A new, empty database in pg's cluster for the with-block (its name
+    is yielded), dropped afterwards, connections and all."""
+    db = "%s_%s" % (prefix, os.urandom(6).hex())
+    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
+    try:
+        yield db
+    finally:
+        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
+
+
 def write_ini(path, config):
     """Write a keygate INI file. config: None, a str (written as is) or a
     dict {key: value} (one `key = value` line each, in order)."""

@@ -4,7 +4,6 @@ will need (the database, its schema, the role's privileges, the socket's
 folder), one line per finding, exit 0 / 1 / 2. And the CLI's words when it
 is run as root without a PostgreSQL role, or when PostgreSQL is down."""
 
-import contextlib
 import os
 import uuid
 
@@ -16,16 +15,6 @@ WARNING = "warning: database: holds a password"
 def check(kg_workdir, *args, **overrides):
     return kgharness.run_keygate(["check-config"] + list(args), kg_workdir,
                                  overrides=overrides)
-
-
-@contextlib.contextmanager
-def database(pg):
-    db = "cc_%s" % uuid.uuid4().hex[:12]
-    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
-    try:
-        yield db
-    finally:
-        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
 
 
 def test_a_password_in_database_is_warned_about(kg_workdir):
@@ -56,7 +45,7 @@ def test_connect_reports_every_check_ok(pg, kg_workdir, tmp_path):
 
 
 def test_connect_names_an_unmigrated_schema(pg, kg_workdir, tmp_path):
-    with database(pg) as db:
+    with kgharness.scratch_database(pg, "cc") as db:
         r = check(kg_workdir, "--connect", database=pg.dsn_for(db),
                   listen=str(tmp_path / "kg.sock"))
     assert r.returncode == 2, (r.stdout, r.stderr)

@@ -3,7 +3,6 @@ such: in the server's log (its requests get 503, as while the database is
 down) and by every command of the CLI, instead of "database unreachable"
 or a missing relation."""
 
-import contextlib
 import glob
 import os
 import re
@@ -16,16 +15,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 HINT = "schema not migrated: run `keygate migrate`"
 PASSWORD = "schema check passphrase 3317"
-
-
-@contextlib.contextmanager
-def database(pg):
-    db = "sch_%s" % uuid.uuid4().hex[:12]
-    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
-    try:
-        yield db
-    finally:
-        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
 
 
 def newest_migration():
@@ -43,7 +32,7 @@ def test_the_build_needs_the_newest_migration():
 
 
 def test_an_unmigrated_database_is_named_in_the_log_and_the_cli(keygate, pg, kg_workdir):
-    with database(pg) as db:
+    with kgharness.scratch_database(pg, "sch") as db:
         dsn = pg.dsn_for(db)
         kg = keygate.start(workers=2, database=dsn, db_retry_max=1)
         r = kg.fcgi("GET", "/health")
@@ -70,7 +59,7 @@ def test_an_unmigrated_database_is_named_in_the_log_and_the_cli(keygate, pg, kg_
 
 
 def test_an_outdated_schema_is_named_with_its_version(pg, kg_workdir):
-    with database(pg) as db:
+    with kgharness.scratch_database(pg, "sch") as db:
         dsn = pg.dsn_for(db)
         m = kgharness.run_keygate(["migrate"], kg_workdir, overrides={"database": dsn})
         assert m.returncode == 0, m.stderr
