@@ -178,9 +178,12 @@ out:
 	return pw;
 }
 
-/* The new password: from stdin, or asked twice on the terminal. */
+/*
+ * The new password: from stdin, or asked twice on the terminal. cmd and
+ * name ("user add", "alice") spell out the command to use without one.
+ */
 static char *
-admin_password(int from_stdin, size_t *len)
+admin_password(int from_stdin, const char *cmd, const char *name, size_t *len)
 {
 	char *a, *b;
 	size_t blen = 0;
@@ -191,7 +194,9 @@ admin_password(int from_stdin, size_t *len)
 		return a;
 	}
 	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "keygate: no terminal: use --password-stdin\n");
+		fprintf(stderr, "keygate: no terminal to ask for the password on; give it on standard"
+		    " input: printf '%%s\\n' \"$PASSWORD\" | keygate %s %s --password-stdin\n",
+		    cmd, name);
 		return NULL;
 	}
 	if ((a = admin_prompt("New password: ", len)) == NULL)
@@ -241,7 +246,7 @@ admin_user_add(int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return admin_usage(stderr, ADMIN_EUSAGE);
-	if ((pw = admin_password(from_stdin, &len)) == NULL)
+	if ((pw = admin_password(from_stdin, "user add", argv[optind], &len)) == NULL)
 		goto out;
 	err = auth_register(argv[optind], email, pw, len, &admin_client, &id, &fe);
 	if (err == KG_EINPUT && fe.field != NULL)
@@ -280,7 +285,7 @@ admin_user_passwd(int argc, char **argv)
 	}
 	if (name == NULL)
 		return admin_usage(stderr, ADMIN_EUSAGE);
-	if ((pw = admin_password(from_stdin, &len)) == NULL)
+	if ((pw = admin_password(from_stdin, "user passwd", name, &len)) == NULL)
 		goto out;
 	err = auth_set_password(name, pw, len, &admin_client, &revoked, &fe);
 	if (err == KG_EINPUT && fe.field != NULL)

@@ -297,8 +297,13 @@ def test_user_add_usage_errors(cli, db):
 
 def test_user_add_without_a_terminal_or_password(cli, db):
     name = uname()
-    # No --password-stdin and no terminal: refused, nothing read from stdin.
-    assert "terminal" in cli.fails("user", "add", name, input=pword() + "\n")
+    # No --password-stdin and no terminal: refused, nothing read from stdin,
+    # and the message spells out the command that works.
+    err = cli.fails("user", "add", name, input=pword() + "\n")
+    assert "no terminal" in err
+    assert "| keygate user add %s --password-stdin" % name in err, err
+    err = cli.fails("user", "passwd", name, input=pword() + "\n")
+    assert "| keygate user passwd %s --password-stdin" % name in err, err
     # --password-stdin but nothing on stdin.
     cli.fails("user", "add", name, "--password-stdin", input="")
     assert db.query("SELECT count(*) FROM users WHERE username = %s", (name,))[0][0] == 0
