@@ -102,13 +102,15 @@ def render_snippet(src, dst, subs):
 def keygate_ini(path, pg, **overrides):
     """An INI file for a keygate that the web server starts itself (no
     environment from the harness): database, repository paths, stderr
-    logging, relaxed throttling, then overrides."""
+    logging, relaxed throttling, user = root (for a web server that starts
+    it as root), then overrides."""
     conf = {
         "database": pg.dsn,
         "migrations_dir": kh.MIGRATIONS_DIR,
         "common_passwords": kh.COMMON_PASSWORDS,
         "log_target": "stderr",
         "log_level": "info",
+        "user": "root",
     }
     conf.update(RELAXED)
     conf.update(overrides)
