@@ -391,6 +391,9 @@ worker_main(const struct conf *c, int slot)
 	/* Connect now so the first request does not pay for it; failure is retried later. */
 	if (db_ready() != KG_OK)
 		log_warnx("database not reachable yet; requests get 503 until it is");
+	else if (auth_load_dummies() != KG_OK)
+		log_warnx("cannot read the cost classes of the stored hashes; unknown users "
+		    "cost the current Argon2 parameters");
 	served = fcgi_serve(c, &worker_stop);
 	log_debug("worker exiting after %ld requests", served);
 	db_close();
