@@ -91,11 +91,12 @@ def test_socket_swapped_for_symlink_after_bind_is_left_alone(kg_workdir, keygate
     kg, rc = start_failing(keygate, listen=sock, listen_mode="0660",
                            env=preload_env(lib, link), **group)
     after = os.stat(victim)
-    assert os.path.islink(sock), "the shim did not swap the socket"
+    assert not os.path.lexists(link), "the shim did not swap the socket"
     assert (after.st_mode, after.st_uid, after.st_gid) == \
         (before.st_mode, before.st_uid, before.st_gid), \
         "keygate changed %s through the symlink: %o -> %o\n%s" % (
             victim, before.st_mode, after.st_mode, kg.log())
+    assert os.readlink(sock) == victim      # left where the attacker put it
     assert rc != 0, kg.log()
     assert "was replaced right after bind" in kg.log(), kg.log()
 
