@@ -530,6 +530,10 @@ api_password(struct request *req, struct response *resp)
  * and scopes: Apache forwards authorizer headers to the client, so nothing
  * secret may ever go here.
  */
+/* Every scope set a login accepts fits one header: never a 500 for it. */
+_Static_assert(AUTH_MAX_SCOPES * (AUTH_SCOPE_MAX + 1) <= HTTP_HEADER_VALUE_MAX,
+    "the longest scope list must fit one header value");
+
 static enum kg_err
 api_identity_headers(struct response *resp, const struct auth_session *s, const char *prefix)
 {

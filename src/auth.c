@@ -381,7 +381,33 @@ out:
 }
 
 enum kg_err
-auth_check_password(enum kg_err lookup, const char *password, size_t pwlen, struct db_user *u)
+auth_load_dummies(void)
+{
+	struct db_hash_class dc[DB_HASH_CLASSES_MAX];
+	struct password_class pc[DB_HASH_CLASSES_MAX];
+	char key[DB_HASH_MAX];
+	size_t i, n = 0, made = 0;
+	enum kg_err err;
+
+	_Static_assert(DB_HASH_CLASSES_MAX <= PASSWORD_DUMMY_CLASSES, "a dummy per class");
+	if ((err = db_hash_classes(dc, DB_HASH_CLASSES_MAX, &n, key, sizeof(key))) != KG_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		pc[i].sample = dc[i].sample;
+		pc[i].count = dc[i].count;
+	}
+	if ((err = password_dummy_classes(pc, n, key, strlen(key), &made)) != KG_OK)
+		goto out;
+	log_debug("dummy hashes for unknown users: %zu cost classes of the stored hashes", made);
+out:
+	crypto_wipe(key, sizeof(key));
+	crypto_wipe(dc, sizeof(dc));
+	return err;
+}
+
+enum kg_err
+auth_check_password(enum kg_err lookup, const char *subject, const char *password, size_t pwlen,
+    struct db_user *u)
 {
 	char *norm = NULL;
 	size_t normlen = 0;
@@ -394,8 +420,17 @@ auth_check_password(enum kg_err lookup, const char *password, size_t pwlen, stru
 		goto out;
 	err = lookup;
 	if (err == KG_ENOTFOUND) {
-		/* Same Argon2 cost as for a real user: timing says nothing about existence. */
-		err = password_verify_dummy(norm, normlen);
+		/*
+		 * The Argon2 cost of a real account, of the cost class the name
+		 * maps to: timing says nothing about existence, also while
+		 * dormant accounts keep hashes of older parameters.
+		 */
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char params[64];
+			password_dummy_params(subject, params, sizeof(params));
+			log_debug("unknown user: dummy verify with %s", params);
+		}
+		err = password_verify_dummy(subject, norm, normlen);
 		goto out;
 	}
 	if (err != KG_OK)
@@ -492,7 +527,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		auth_event_throttled(username, subject, cl);
 	if (err != KG_OK && err != KG_ENOTFOUND)
 		return err;
-	err = auth_check_password(err, password, pwlen, &u);
+	err = auth_check_password(err, subject, password, pwlen, &u);
 	if (err == KG_EAUTH)
 		auth_event("login_failed", u.id, username, cl);
 	if (err != KG_OK)
@@ -643,7 +678,7 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 	err = auth_login_begin(name, subject, cl, &u);
 	if (err != KG_OK && err != KG_ENOTFOUND)
 		return err;
-	if ((err = auth_check_password(err, current, curlen, &u)) != KG_OK) {
+	if ((err = auth_check_password(err, subject, current, curlen, &u)) != KG_OK) {
 		if (err == KG_EAUTH)
 			auth_event("login_failed", user_id, name, cl);
 		return err;

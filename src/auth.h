@@ -91,11 +91,21 @@ enum kg_err auth_register(const char *username, const char *email, const char *p
 /*
  * Check a password against the account a lookup found (lookup KG_OK, *u)
  * or did not (KG_ENOTFOUND); the same cost and the same KG_EAUTH whether
- * the user is unknown, disabled or the password is wrong. Rehashes on
+ * the user is unknown, disabled or the password is wrong (subject, the
+ * username without case, picks the cost of an unknown one). Rehashes on
  * success when the parameters changed.
  */
-enum kg_err auth_check_password(enum kg_err lookup, const char *password, size_t pwlen,
-    struct db_user *u) KG_MUSTCHECK;
+enum kg_err auth_check_password(enum kg_err lookup, const char *subject, const char *password,
+    size_t pwlen, struct db_user *u) KG_MUSTCHECK;
+
+/*
+ * Read the cost classes of the stored hashes and make a dummy hash for
+ * each (password_dummy_classes), so that an unknown username costs what
+ * an account costs even while dormant accounts keep older parameters. A
+ * worker calls it once when it starts; on failure the dummy of the current
+ * parameters serves alone.
+ */
+enum kg_err auth_load_dummies(void) KG_MUSTCHECK;
 
 /*
  * Log in: count the attempt against the username and the client address

@@ -87,6 +87,7 @@ enum db_stmt {
 	ST_USER_BY_ID,
 	ST_USER_SET_PASSWORD,
 	ST_USER_REHASH,
+	ST_HASH_CLASSES,
 	ST_LOGIN_FINISH,
 	ST_TOKEN_LOOKUP,
 	ST_TOKEN_REFRESH,
@@ -142,6 +143,13 @@ static const struct {
 	    REVOKED_ALL("$3") },
 	[ST_USER_REHASH] = { "user_rehash", 3,
 	    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2" },
+	/* Per parameter set ("$argon2id$v=..$m=..,t=..,p=..$"): count, oldest account's hash. */
+	[ST_HASH_CLASSES] = { "hash_classes", 0,
+	    "SELECT count(*), (array_agg(password_hash ORDER BY id))[1],"
+	    " (SELECT password_hash FROM users ORDER BY id LIMIT 1)"
+	    " FROM users WHERE password_hash LIKE '$argon2id$%'"
+	    " GROUP BY substring(password_hash FROM '^\\$argon2id\\$v=[0-9]+\\$m=[0-9]+,t=[0-9]+,p=[0-9]+\\$')"
+	    " ORDER BY 1 DESC, 2 LIMIT 4" },
 	/*
 	 * Everything a successful login writes, in one round trip and one
 	 * transaction, and only if the account still has the credential
@@ -736,6 +744,41 @@ db_user_by_id(long long id, struct db_user *u)
 
 	(void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
 	return db_user_fetch(ST_USER_BY_ID, idbuf, u);
+}
+
+_Static_assert(DB_HASH_CLASSES_MAX == 4, "hash_classes says LIMIT 4");
+
+enum kg_err
+db_hash_classes(struct db_hash_class *out, size_t max, size_t *n, char *key, size_t keysz)
+{
+	PGresult *res = NULL;
+	enum kg_err err;
+	size_t i, rows;
+
+	*n = 0;
+	if (keysz > 0)
+		key[0] = '\0';
+	if ((err = db_exec(ST_HASH_CLASSES, NULL, 1, &res, NULL, 0)) != KG_OK)
+		goto out;
+	rows = (size_t)PQntuples(res);
+	for (i = 0; i < rows && *n < max; i++) {
+		const char *hash = PQgetvalue(res, (int)i, 1);
+		int w;
+
+		if (strlen(hash) >= sizeof(out[*n].sample))
+			continue;
+		memcpy(out[*n].sample, hash, strlen(hash) + 1);
+		out[*n].count = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+		(*n)++;
+		w = snprintf(key, keysz, "%s", PQgetvalue(res, (int)i, 2));
+		if (w < 0 || (size_t)w >= keysz) {
+			err = KG_ESYS;
+			goto out;
+		}
+	}
+out:
+	PQclear(res);
+	return err;
 }
 
 /* Run a statement that changes rows; *count = rows affected (may be NULL). */

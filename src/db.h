@@ -134,6 +134,22 @@ enum kg_err db_user_set_password(long long id, const char *hash, const char *kee
 /* Replace the hash only if it is still old_hash (a concurrent change wins). */
 enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash) KG_MUSTCHECK;
 
+/* One Argon2 parameter set of the stored password hashes (db_hash_classes). */
+#define DB_HASH_CLASSES_MAX 4
+struct db_hash_class {
+	char sample[DB_HASH_MAX];   /* the hash of the class's oldest account */
+	long long count;            /* accounts whose hash has these parameters */
+};
+
+/*
+ * The (at most max) most common Argon2id parameter sets among the stored
+ * hashes, most common first, into out[0..*n), and the hash of the oldest
+ * account into key (keysz bytes; "" without accounts): a secret every host
+ * reads alike. One sequential read of users.
+ */
+enum kg_err db_hash_classes(struct db_hash_class *out, size_t max, size_t *n,
+    char *key, size_t keysz) KG_MUSTCHECK;
+
 /* What a successful login writes besides its token (see db_login_finish). */
 struct db_login_finish {
 	const struct db_token_new *token;

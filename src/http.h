@@ -17,7 +17,12 @@ enum http_method {
 
 #define HTTP_PATH_MAX 512
 #define HTTP_MAX_HEADERS 16
-#define HTTP_HEADER_VALUE_MAX 512
+/*
+ * Room for the longest header keygate sends: the identity headers of a
+ * token with the most and longest scopes (AUTH_MAX_SCOPES of AUTH_SCOPE_MAX
+ * characters, space-separated: 1039 bytes and a NUL). api.c checks it.
+ */
+#define HTTP_HEADER_VALUE_MAX 1040
 
 struct json_obj;
 
@@ -62,7 +67,7 @@ struct response {
 	int token_presented;        /* a 401 then says error="invalid_token" */
 	int no_body;                /* HEAD, 204, authorizer allow: headers only */
 	int bare;                   /* authorizer allow: no Content-Type or cache headers either */
-	/* Last: 8 KiB that response_init leaves alone; only [0, nheaders) is valid. */
+	/* Last: 16 KiB that response_init leaves alone; only [0, nheaders) is valid. */
 	struct http_header headers[HTTP_MAX_HEADERS];
 };
 

@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -121,12 +122,53 @@ is_listener(int fd)
 	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
 }
 
+/*
+ * Who should own the socket file: listen_group's group if set; else, as
+ * root with `user` set, that user and its group (so that a web server
+ * running as that user can connect). -1 for what stays as bind made it.
+ */
+static int
+listen_owner(const struct conf *c, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (c->listen_group[0] != '\0') {
+		if ((gr = getgrnam(c->listen_group)) == NULL) {
+			log_error("listen_group: no such group %s", c->listen_group);
+			return -1;
+		}
+		*gid = gr->gr_gid;
+	} else if (geteuid() == 0 && c->user[0] != '\0') {
+		if ((pw = getpwnam(c->user)) == NULL) {
+			log_error("user: no such user %s", c->user);
+			return -1;
+		}
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	}
+	return 0;
+}
+
+/*
+ * Bind the unix socket at `listen` with its mode and owner set without
+ * ever following a symbolic link: the mode comes from the umask at bind
+ * (never wider, not even for a moment), the owner is set through an
+ * O_PATH|O_NOFOLLOW descriptor of the file bind made, checked to be a
+ * socket of ours. chmod/chown by path after bind would follow a symlink
+ * that whoever can write the directory puts there meanwhile.
+ */
 static int
 listen_unix(const struct conf *c)
 {
 	struct sockaddr_un sa;
 	struct stat st;
-	int fd = -1;
+	mode_t mode = (mode_t)(c->listen_mode & 0770), old;
+	uid_t uid;
+	gid_t gid;
+	int fd = -1, node = -1, rc;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -135,6 +177,8 @@ listen_unix(const struct conf *c)
 		return -1;
 	}
 	memcpy(sa.sun_path, c->listen, strlen(c->listen) + 1);
+	if (listen_owner(c, &uid, &gid) != 0)
+		return -1;
 	if (lstat(c->listen, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			log_error("listen: %s exists and is not a socket", c->listen);
@@ -146,28 +190,44 @@ listen_unix(const struct conf *c)
 		log_warn("socket");
 		return -1;
 	}
-	/* Never world-accessible, not even between bind and chmod. */
-	mode_t old = umask(0177);
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	old = umask(0777 & ~mode);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	(void)umask(old);
 	if (rc != 0) {
 		log_warn("bind %s", c->listen);
 		goto fail;
 	}
-	if (chmod(c->listen, c->listen_mode & 0770) != 0) {
-		log_warn("chmod %s", c->listen);
+	memcpy(unix_path, sa.sun_path, sizeof(unix_path)); /* both sun_path-sized */
+	/* What is at the path now: the socket we made, or someone's substitute. */
+	if ((node = open(c->listen, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(node, &st) != 0) {
+		log_warn("listen: %s", c->listen);
 		goto fail;
 	}
-	if (c->listen_group[0] != '\0') {
-		struct group *gr = getgrnam(c->listen_group);
-		if (gr == NULL || chown(c->listen, (uid_t)-1, gr->gr_gid) != 0) {
-			log_error("listen_group: cannot give %s to group %s", c->listen, c->listen_group);
-			goto fail;
-		}
+	if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+		log_error("listen: %s was replaced right after bind; not touching it", c->listen);
+		unix_path[0] = '\0';
+		goto fail;
 	}
-	memcpy(unix_path, sa.sun_path, sizeof(unix_path)); /* both sun_path-sized */
+	/* A default ACL on the directory replaces the umask: refuse a wider mode. */
+	if ((st.st_mode & 0777) != mode) {
+		log_error("listen: %s has mode %04o, not listen_mode %04o (a default ACL on its "
+		    "directory?)", c->listen, (unsigned)(st.st_mode & 0777), (unsigned)mode);
+		goto fail;
+	}
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    fchownat(node, "", uid, gid, AT_EMPTY_PATH) != 0) {
+		log_warn("listen: cannot give %s to %s", c->listen,
+		    c->listen_group[0] != '\0' ? c->listen_group : c->user);
+		goto fail;
+	}
+	close(node);
 	return fd;
 fail:
+	if (node >= 0)
+		close(node);
+	if (unix_path[0] != '\0')
+		(void)unlink(unix_path);
+	unix_path[0] = '\0';
 	close(fd);
 	return -1;
 }
@@ -276,9 +336,11 @@ master_drop_privileges(const struct conf *c)
 		log_error("user: no such user %s", c->user);
 		return -1;
 	}
-	if (unix_path[0] != '\0' && c->listen_group[0] == '\0' &&
-	    chown(unix_path, pw->pw_uid, pw->pw_gid) != 0)
-		log_warn("chown %s", unix_path);
+	/* Root by choice (containers, test harnesses): said once, then served. */
+	if (pw->pw_uid == 0) {
+		log_warnx("user = %s: serving as root", c->user);
+		return 0;
+	}
 	if (setgroups(1, &pw->pw_gid) != 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
 		log_warn("cannot drop privileges to %s", c->user);
@@ -332,6 +394,9 @@ worker_main(const struct conf *c, int slot)
 		log_warnx(db_schema_missing() ?
 		    "requests get 503 until the schema is migrated" :
 		    "database not reachable yet; requests get 503 until it is");
+	else if (auth_load_dummies() != KG_OK)
+		log_warnx("cannot read the cost classes of the stored hashes; unknown users "
+		    "cost the current Argon2 parameters");
 	served = fcgi_serve(c, &worker_stop);
 	log_debug("worker exiting after %ld requests", served);
 	db_close();
@@ -560,6 +625,16 @@ master_run(const char *conf_file, struct conf *c)
 	sigset_t set;
 	int rc = 1;
 
+	/*
+	 * Root by accident is refused: a flaw in a worker would own the
+	 * machine. systemd units run keygate as User=keygate; whoever starts
+	 * it as root names the user to become (or user = root, deliberately).
+	 */
+	if (geteuid() == 0 && c->user[0] == '\0') {
+		log_error("refusing to serve as root: set `user` (KEYGATE_USER) to the account "
+		    "to run as after binding, or user = root to stay root");
+		return 1;
+	}
 	if (master_configure(c) != KG_OK)
 		return 1;
 	if (master_listen(c) != 0)

@@ -12,6 +12,7 @@
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,13 @@
  */
 #define NFKC_UTF8_GROWTH 11
 
+/* A dummy hash of one cost class of the stored hashes. */
+struct pw_dummy {
+	char hash[PASSWORD_HASH_MAX];
+	uint32_t m, t, p;
+	long long count;
+};
+
 struct pw_state {
 	uint32_t memory_kib;
 	uint32_t iterations;
@@ -47,6 +55,11 @@ struct pw_state {
 	size_t ncommon;
 	unsigned min_guesses_log10; /* 0: no estimate */
 	char dummy[PASSWORD_HASH_MAX];
+	/* Per cost class of the stored hashes (password_dummy_classes); none: dummy. */
+	struct pw_dummy classes[PASSWORD_DUMMY_CLASSES];
+	size_t nclasses;
+	long long total;            /* sum of the classes' counts */
+	unsigned char class_key[CRYPTO_SHA256_LEN];
 	int ready;
 };
 
@@ -82,6 +95,7 @@ state_free(struct pw_state *s)
 {
 	common_free(s->common, s->ncommon);
 	crypto_wipe(s->dummy, sizeof(s->dummy));
+	crypto_wipe(s->class_key, sizeof(s->class_key));
 	memset(s, 0, sizeof(*s));
 	s->min_length = PASSWORD_MIN_FLOOR;
 }
@@ -449,19 +463,6 @@ password_verify(const char *hash, const char *pw, size_t len)
 	return KG_EAUTH;
 }
 
-enum kg_err
-password_verify_dummy(const char *pw, size_t len)
-{
-	enum kg_err err;
-
-	if (state.ready) {
-		/* The outcome is irrelevant; only the time spent matters. */
-		err = password_verify(state.dummy, pw, len);
-		(void)err;
-	}
-	return KG_EAUTH;
-}
-
 /* Parse a decimal uint32_t at *sp and move *sp past it; -1 when there is none. */
 static int
 parse_u32(const char **sp, uint32_t *out)
@@ -494,19 +495,26 @@ skip_literal(const char **sp, const char *lit)
 	return 0;
 }
 
+/* Move *sp past "$argon2id$v=V$m=M,t=T,p=P$", reading the numbers; -1 when it is not there. */
+static int
+phc_params(const char **sp, uint32_t *v, uint32_t *m, uint32_t *t, uint32_t *p)
+{
+	if (skip_literal(sp, "$argon2id$v=") != 0 || parse_u32(sp, v) != 0 ||
+	    skip_literal(sp, "$m=") != 0 || parse_u32(sp, m) != 0 ||
+	    skip_literal(sp, ",t=") != 0 || parse_u32(sp, t) != 0 ||
+	    skip_literal(sp, ",p=") != 0 || parse_u32(sp, p) != 0 ||
+	    skip_literal(sp, "$") != 0)
+		return -1;
+	return 0;
+}
+
 int
 password_needs_rehash(const char *hash)
 {
 	const char *s = hash, *dollar;
 	uint32_t v, m, t, p;
 
-	if (hash == NULL)
-		return 1;
-	if (skip_literal(&s, "$argon2id$v=") != 0 || parse_u32(&s, &v) != 0 ||
-	    skip_literal(&s, "$m=") != 0 || parse_u32(&s, &m) != 0 ||
-	    skip_literal(&s, ",t=") != 0 || parse_u32(&s, &t) != 0 ||
-	    skip_literal(&s, ",p=") != 0 || parse_u32(&s, &p) != 0 ||
-	    skip_literal(&s, "$") != 0)
+	if (hash == NULL || phc_params(&s, &v, &m, &t, &p) != 0)
 		return 1;
 	/* Then salt "$" hash, both non-empty. */
 	dollar = strchr(s, '$');
@@ -517,4 +525,130 @@ password_needs_rehash(const char *hash)
 		return 1;
 	return m != state.memory_kib || t != state.iterations ||
 	    p != state.parallelism;
+}
+
+/* What libargon2 and keygate's configuration accept (conf.c's bounds). */
+static int
+params_allowed(uint32_t m, uint32_t t, uint32_t p)
+{
+	return t >= ARGON2_MIN_TIME && t <= 64 && p >= ARGON2_MIN_LANES && p <= 64 &&
+	    m >= ARGON2_MIN_MEMORY && m >= 8 * p && m <= 4194304;
+}
+
+/* A hash of a random, forgotten password with parameters m, t, p into out. */
+static enum kg_err
+dummy_make(uint32_t m, uint32_t t, uint32_t p, char *out, size_t outsz)
+{
+	unsigned char rnd[DUMMY_PW_LEN], salt[SALT_LEN];
+	enum kg_err err;
+	int rc;
+
+	if ((err = crypto_random(rnd, sizeof(rnd))) != KG_OK ||
+	    (err = crypto_random(salt, sizeof(salt))) != KG_OK)
+		goto out;
+	/* Start-up work, like password_init's dummy: not counted in the request slots. */
+	rc = argon2id_hash_encoded(t, m, p, rnd, sizeof(rnd), salt, sizeof(salt), HASH_LEN,
+	    out, outsz);
+	if (rc != ARGON2_OK)
+		err = rc == ARGON2_MEMORY_ALLOCATION_ERROR ? KG_ENOMEM : KG_ESYS;
+out:
+	crypto_wipe(rnd, sizeof(rnd));
+	return err;
+}
+
+enum kg_err
+password_dummy_classes(const struct password_class *c, size_t n, const void *key,
+    size_t key_len, size_t *made)
+{
+	struct pw_dummy next[PASSWORD_DUMMY_CLASSES];
+	size_t i, k = 0;
+	long long total = 0;
+	enum kg_err err = KG_OK;
+
+	*made = 0;
+	if (!state.ready)
+		return KG_ESYS;
+	for (i = 0; i < n && k < PASSWORD_DUMMY_CLASSES; i++) {
+		const char *s = c[i].sample;
+		uint32_t v, m, t, p;
+
+		if (s == NULL || c[i].count <= 0 || c[i].count > LLONG_MAX / 4 ||
+		    phc_params(&s, &v, &m, &t, &p) != 0 || v != ARGON2_VERSION_NUMBER ||
+		    !params_allowed(m, t, p))
+			continue;
+		if ((err = dummy_make(m, t, p, next[k].hash, sizeof(next[k].hash))) != KG_OK)
+			goto out;
+		next[k].m = m;
+		next[k].t = t;
+		next[k].p = p;
+		next[k].count = c[i].count;
+		total += c[i].count;
+		k++;
+	}
+	memcpy(state.classes, next, sizeof(next));
+	state.nclasses = k;
+	state.total = total;
+	crypto_sha256(key != NULL ? key : "", key != NULL ? key_len : 0, state.class_key);
+	*made = k;
+out:
+	crypto_wipe(next, sizeof(next));
+	return err;
+}
+
+/*
+ * The class for name: a keyed digest of it, taken modulo the number of
+ * stored hashes and looked up among the classes' counts, so that names
+ * spread over the classes as the accounts do; NULL when there are none.
+ */
+static const struct pw_dummy *
+dummy_class(const char *name)
+{
+	unsigned char buf[2 * CRYPTO_SHA256_LEN], d[CRYPTO_SHA256_LEN];
+	uint64_t x = 0;
+	long long r;
+	size_t i;
+
+	if (state.nclasses == 0 || state.total <= 0)
+		return NULL;
+	if (name == NULL)
+		name = "";
+	memcpy(buf, state.class_key, CRYPTO_SHA256_LEN);
+	crypto_sha256(name, strlen(name), buf + CRYPTO_SHA256_LEN);
+	crypto_sha256(buf, sizeof(buf), d);
+	for (i = 0; i < sizeof(x); i++)
+		x = x << 8 | d[i];
+	r = (long long)(x % (uint64_t)state.total);
+	for (i = 0; i + 1 < state.nclasses && r >= state.classes[i].count; i++)
+		r -= state.classes[i].count;
+	return &state.classes[i];
+}
+
+enum kg_err
+password_verify_dummy(const char *name, const char *pw, size_t len)
+{
+	const struct pw_dummy *cl;
+	enum kg_err err;
+
+	if (state.ready) {
+		cl = dummy_class(name);
+		/* The outcome is irrelevant; only the time spent matters. */
+		err = password_verify(cl != NULL ? cl->hash : state.dummy, pw, len);
+		(void)err;
+	}
+	return KG_EAUTH;
+}
+
+void
+password_dummy_params(const char *name, char *out, size_t outsz)
+{
+	const struct pw_dummy *cl = dummy_class(name);
+	int n;
+
+	if (outsz == 0)
+		return;
+	n = cl != NULL ? snprintf(out, outsz, "m=%u,t=%u,p=%u", (unsigned)cl->m, (unsigned)cl->t,
+	    (unsigned)cl->p) : snprintf(out, outsz, "m=%u,t=%u,p=%u", (unsigned)state.memory_kib,
+	    (unsigned)state.iterations, (unsigned)state.parallelism);
+	if (n < 0 || (size_t)n >= outsz)
+		out[0] = '\0';
 }

@@ -61,8 +61,41 @@ enum kg_err password_hash(const char *pw, size_t len, char *out, size_t outsz) K
 /* KG_OK when pw matches hash, KG_EAUTH when not (or hash unparsable). */
 enum kg_err password_verify(const char *hash, const char *pw, size_t len) KG_MUSTCHECK;
 
-/* Spend the same time as password_verify against a real hash; always KG_EAUTH. */
-enum kg_err password_verify_dummy(const char *pw, size_t len) KG_MUSTCHECK;
+/*
+ * Dummy hashes for unknown usernames, one per cost class: after the Argon2
+ * parameters change, accounts that have not logged in since keep hashes of
+ * the old cost, and a dummy of the new cost alone would tell an unknown name
+ * from such a dormant account. A class is given by one stored hash (its
+ * sample) and how many stored hashes share its parameters.
+ */
+#define PASSWORD_DUMMY_CLASSES 4
+struct password_class {
+	const char *sample;     /* a stored PHC string with the class's parameters */
+	long long count;        /* stored hashes with these parameters, > 0 */
+};
+
+/*
+ * Make one dummy hash per class (the first PASSWORD_DUMMY_CLASSES; a sample
+ * that does not parse, or whose parameters are beyond the configuration's
+ * limits, is left out) and key the choice among them with key (key_len
+ * bytes: a secret every process of every host reads alike). n = 0 goes back
+ * to the one dummy of the current parameters. *made = classes kept.
+ * KG_ENOMEM/KG_ESYS when hashing fails (the old classes stay).
+ */
+enum kg_err password_dummy_classes(const struct password_class *c, size_t n,
+    const void *key, size_t key_len, size_t *made) KG_MUSTCHECK;
+
+/*
+ * Spend the time password_verify spends on a real hash; always KG_EAUTH.
+ * name (the username as typed, without case; NULL = none) picks the cost
+ * class: the same name always the same class, names spread over the
+ * classes like the stored hashes are, so an unknown name costs what the
+ * account of some class would.
+ */
+enum kg_err password_verify_dummy(const char *name, const char *pw, size_t len) KG_MUSTCHECK;
+
+/* "m=M,t=T,p=P" of the dummy password_verify_dummy uses for name, into out. */
+void password_dummy_params(const char *name, char *out, size_t outsz);
 
 /* 1 when hash was made with other parameters than the current ones. */
 int password_needs_rehash(const char *hash);

@@ -456,12 +456,15 @@ def write_ini(path, config):
 def keygate_env(pg=None, overrides=None, extra_env=None):
     """The environment keygate runs with in tests: no inherited KEYGATE_* or
     PG* variables; database (if pg given), migrations_dir and
-    common_passwords pointing into the repository; then overrides."""
+    common_passwords pointing into the repository; as root, user = root
+    (keygate refuses to serve as root without `user`); then overrides."""
     base = {
         "KEYGATE_MIGRATIONS_DIR": MIGRATIONS_DIR,
         "KEYGATE_COMMON_PASSWORDS": COMMON_PASSWORDS,
         "KEYGATE_LOG_TARGET": "stderr",
     }
+    if os.geteuid() == 0:
+        base["KEYGATE_USER"] = "root"
     if pg is not None:
         base["KEYGATE_DATABASE"] = pg.dsn
     base.update(overrides_env(overrides or {}))

@@ -180,6 +180,10 @@ def test_backend_sees_keygate_variables(site):
     ws.check_backend_sees_keygate_variables(site)
 
 
+def test_longest_scopes_reach_backend(site):
+    ws.check_longest_scopes_delivered(site)
+
+
 def test_database_down_never_the_file(pg, kg_workdir, fresh_servers):
     s = start_fcgid_site(fresh_servers, kg_workdir, pg)
     _, _, b = s.api.session()

@@ -154,6 +154,10 @@ def test_backend_sees_keygate_variables(site):
     ws.check_backend_sees_keygate_variables(site)
 
 
+def test_longest_scopes_reach_backend(site):
+    ws.check_longest_scopes_delivered(site)
+
+
 def test_pool_down_means_503_never_the_file(pg, kg_workdir, keygate, fresh_servers):
     s = start_site(keygate, fresh_servers, kg_workdir, workers=1)
     _, _, b = s.api.session()

@@ -7,8 +7,9 @@ installed /usr/bin/keygate -- its default configuration file, migrations and
 password list -- as the `keygate` user against a throwaway PostgreSQL
 database (migrate, user add, a login over FastCGI through spawn-fcgi), then
 remove and purge it and check that nothing of it is left: no file it
-shipped, no /etc/keygate, no user or group, no systemd state. Kept: files
-the admin put in /etc/keygate, and the database.
+shipped, no /etc/keygate, no systemd state. Kept: files the admin put in
+/etc/keygate, the database, and the keygate system user and group (Debian
+keeps system users, so the admin's files keep a live owner).
 
 It needs root (it installs a package) and a machine where keygate is not
 installed; it purges the package even when it fails. About 1-2 minutes,
@@ -348,9 +349,13 @@ def test_package_build_lintian_install_use_purge(pg, kg_workdir, machine, build_
         assert not os.path.lexists(apache_link)
 
     # A file of the admin's own in /etc/keygate: not the package's to delete.
+    # Given to the keygate user, as README.Debian has it for a pgpass.
     admin_file = "/etc/keygate/admin-pgpass"
     with open(admin_file, "w") as f:
         f.write("db.internal:5432:keygate:keygate:secret\n")
+    keygate_uid, keygate_gid = pwd.getpwnam(PKG).pw_uid, grp.getgrnam(PKG).gr_gid
+    os.chown(admin_file, keygate_uid, keygate_gid)
+    os.chmod(admin_file, 0o600)
 
     # purge: nothing of the package is left
     p = run(["apt-get", "purge", "-y", PKG], timeout=300)
@@ -360,8 +365,13 @@ def test_package_build_lintian_install_use_purge(pg, kg_workdir, machine, build_
     assert not left, "left after purge: %s" % left
     assert os.listdir("/etc/keygate") == ["admin-pgpass"], os.listdir("/etc/keygate")
     assert "/etc/keygate kept" in p.stdout
-    assert not user_exists(PKG), "user keygate left after purge"
-    assert not group_exists(PKG), "group keygate left after purge"
+    # Debian practice: the system user and group stay, so the admin's file
+    # keeps its owner instead of an orphaned uid; purging says nothing of them.
+    assert user_exists(PKG) and group_exists(PKG), "purge removed the keygate user"
+    st = os.stat(admin_file)
+    assert (st.st_uid, st.st_gid) == (keygate_uid, keygate_gid)
+    assert pwd.getpwuid(st.st_uid).pw_name == PKG
+    assert "deluser" not in p.stdout and "delgroup" not in p.stdout, p.stdout
     assert not systemd_leftovers(), systemd_leftovers()
     assert not glob.glob("/var/lib/dpkg/info/keygate.*")
     if apache_link:

@@ -102,13 +102,15 @@ def render_snippet(src, dst, subs):
 def keygate_ini(path, pg, **overrides):
     """An INI file for a keygate that the web server starts itself (no
     environment from the harness): database, repository paths, stderr
-    logging, relaxed throttling, then overrides."""
+    logging, relaxed throttling, user = root (for a web server that starts
+    it as root), then overrides."""
     conf = {
         "database": pg.dsn,
         "migrations_dir": kh.MIGRATIONS_DIR,
         "common_passwords": kh.COMMON_PASSWORDS,
         "log_target": "stderr",
         "log_level": "info",
+        "user": "root",
     }
     conf.update(RELAXED)
     conf.update(overrides)
@@ -607,6 +609,33 @@ def check_backend_sees_keygate_variables(site):
     # and without a token the program does not run at all
     r = site.get("/private/whoami.cgi")
     assert r.status_code == 401 and "KEYGATE_USER_ID" not in r.text, r.text[:300]
+
+
+def longest_scopes():
+    """The largest scope set a login accepts: 16 scopes of 64 characters."""
+    return ["s%02d:" % i + "x" * 60 for i in range(16)]
+
+
+def check_longest_scopes_delivered(site):
+    """A token with the largest scope set passes /auth and the guarded
+    folder with every scope, never a 500 (issue 15: the 511-byte header
+    value cap made both fail)."""
+    username, password, user_id = site.api.join()
+    scopes = longest_scopes()
+    assert len(" ".join(scopes)) == 16 * 64 + 15
+    b = site.api.ok(site.api.request("POST", "/login", {
+        "username": username, "password": password, "scopes": scopes}))
+    assert b["scopes"] == scopes, b
+    r = site.api.request("GET", "/auth", headers=bearer(b["token"]))
+    assert site.api.ok(r)["scopes"] == scopes
+    assert r.headers.get("X-Keygate-Scopes") == " ".join(scopes), r.headers
+    r = site.get("/private/whoami.cgi", headers=bearer(b["token"]))
+    assert r.status_code == 200, (r.status_code, r.text[:500])
+    env = r.json()
+    assert env.get("KEYGATE_USER_ID") == str(user_id), env
+    assert env.get("KEYGATE_SCOPES") == " ".join(scopes), env
+    r = site.get("/private/secret.txt", headers=bearer(b["token"]))
+    assert r.status_code == 200 and r.text == site.files["secret.txt"], r.status_code
 
 
 def assert_refused(r, content, statuses=(401,)):

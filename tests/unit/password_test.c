@@ -856,13 +856,84 @@ test_verify_dummy(void **state)
 	(void)state;
 	/* Before password_init: still a refusal. */
 	password_shutdown();
-	assert_int_equal(password_verify_dummy(S("anything at all")), KG_EAUTH);
+	assert_int_equal(password_verify_dummy(NULL, S("anything at all")), KG_EAUTH);
 
 	init_small(10, NULL);
-	assert_int_equal(password_verify_dummy(S("anything at all")), KG_EAUTH);
-	assert_int_equal(password_verify_dummy(S("")), KG_EAUTH);
-	assert_int_equal(password_verify_dummy(NULL, 0), KG_EAUTH);
-	assert_int_equal(password_verify_dummy(NULL, 3), KG_EAUTH);
+	assert_int_equal(password_verify_dummy(NULL, S("anything at all")), KG_EAUTH);
+	assert_int_equal(password_verify_dummy(NULL, S("")), KG_EAUTH);
+	assert_int_equal(password_verify_dummy(NULL, NULL, 0), KG_EAUTH);
+	assert_int_equal(password_verify_dummy(NULL, NULL, 3), KG_EAUTH);
+}
+
+/* ---- dummy hashes per cost class (issue 15: Argon2 parameter change) ---- */
+
+static void
+test_dummy_classes(void **state)
+{
+	char a[PASSWORD_HASH_MAX], b[PASSWORD_HASH_MAX], params[64], name[32];
+	struct password_class c[6];
+	unsigned na = 0, nb = 0, moved = 0, i;
+	size_t made = 0;
+
+	(void)state;
+	/* Two classes of stored hashes, made under older parameters. */
+	assert_int_equal(init_with(256, 1, 1, 10, NULL), KG_OK);
+	assert_int_equal(password_hash(S("an account of class a"), a, sizeof(a)), KG_OK);
+	assert_int_equal(init_with(512, 2, 1, 10, NULL), KG_OK);
+	assert_int_equal(password_hash(S("an account of class b"), b, sizeof(b)), KG_OK);
+	/* The current parameters are neither. */
+	init_small(10, NULL);
+	password_dummy_params("nobody", params, sizeof(params));
+	assert_string_equal(params, "m=1024,t=1,p=1");
+
+	c[0] = (struct password_class){ a, 300 };
+	c[1] = (struct password_class){ "$argon2i$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA", 50 };
+	c[2] = (struct password_class){ "$argon2id$v=19$m=8388608,t=1,p=1$c2FsdA$aGFzaA", 50 };
+	c[3] = (struct password_class){ b, 100 };
+	c[4] = (struct password_class){ NULL, 10 };
+	c[5] = (struct password_class){ a, 0 };
+	assert_int_equal(password_dummy_classes(c, 6, "key", 3, &made), KG_OK);
+	assert_int_equal(made, 2);     /* not argon2id, beyond the limits, none, empty: out */
+
+	for (i = 0; i < 400; i++) {
+		char again[64];
+
+		(void)snprintf(name, sizeof(name), "ghost%u", i);
+		password_dummy_params(name, params, sizeof(params));
+		password_dummy_params(name, again, sizeof(again));
+		assert_string_equal(params, again);     /* the same name, the same cost */
+		if (strcmp(params, "m=256,t=1,p=1") == 0)
+			na++;
+		else if (strcmp(params, "m=512,t=2,p=1") == 0)
+			nb++;
+		else
+			fail_msg("%s got %s, no stored class", name, params);
+		assert_int_equal(password_verify_dummy(name, S("whatever it is")), KG_EAUTH);
+	}
+	/* Names spread like the accounts: 3 to 1 (300 + 100 of 400 expected). */
+	if (na < 240 || na > 350 || nb < 50)
+		fail_msg("class a %u times, b %u times of 400", na, nb);
+
+	/* Another key, another spread over the same classes. */
+	assert_int_equal(password_dummy_classes(c, 6, "another key", 11, &made), KG_OK);
+	for (i = 0; i < 40; i++) {
+		char before[64];
+
+		(void)snprintf(name, sizeof(name), "ghost%u", i);
+		assert_int_equal(password_dummy_classes(c, 6, "key", 3, &made), KG_OK);
+		password_dummy_params(name, before, sizeof(before));
+		assert_int_equal(password_dummy_classes(c, 6, "another key", 11, &made), KG_OK);
+		password_dummy_params(name, params, sizeof(params));
+		moved += strcmp(before, params) != 0;
+	}
+	assert_true(moved > 0);
+
+	/* No classes: the current parameters again. */
+	assert_int_equal(password_dummy_classes(c, 0, "key", 3, &made), KG_OK);
+	assert_int_equal(made, 0);
+	password_dummy_params("ghost1", params, sizeof(params));
+	assert_string_equal(params, "m=1024,t=1,p=1");
+	assert_int_equal(password_verify_dummy("ghost1", S("whatever it is")), KG_EAUTH);
 }
 
 /* ---- known answers ---- */
@@ -949,7 +1020,7 @@ test_default_params(void **state)
 		real = d < real ? d : real;
 
 		t0 = now();
-		err = password_verify_dummy(S("a wrong passphrase, really"));
+		err = password_verify_dummy(NULL, S("a wrong passphrase, really"));
 		d = now() - t0;
 		assert_int_equal(err, KG_EAUTH);
 		dummy = d < dummy ? d : dummy;
@@ -981,6 +1052,7 @@ main(void)
 		cmocka_unit_test_teardown(test_needs_rehash_table, shutdown_after),
 		cmocka_unit_test_teardown(test_needs_rehash_params, shutdown_after),
 		cmocka_unit_test_teardown(test_verify_dummy, shutdown_after),
+		cmocka_unit_test_teardown(test_dummy_classes, shutdown_after),
 		cmocka_unit_test_teardown(test_default_params, shutdown_after),
 		cmocka_unit_test_teardown(test_argon2id_known_answers, shutdown_after),
 	};
