@@ -15,6 +15,7 @@ Every answer must be 200, no worker may die or be replaced, last_used_at
 is written about once per touch_interval, and the token's logout is
 refused by every worker straight away.
 """
+import os
 import time
 import uuid
 
@@ -56,7 +57,12 @@ def _last_used(pg, key):
     return pg.query("SELECT last_used_at FROM api_keys WHERE key = %s", (key,))[0][0]
 
 
-@pytest.mark.parametrize("touch", [0, 1, 2], ids=lambda t: "touch%d" % t)
+# Under the sanitizers (scripts/check-sanitizers) every size at one
+# interval: the crash was in the refresh path, reached at any interval.
+TOUCHES = [1] if os.environ.get("KG_SANITIZERS") == "1" else [0, 1, 2]
+
+
+@pytest.mark.parametrize("touch", TOUCHES, ids=lambda t: "touch%d" % t)
 @pytest.mark.parametrize("size", range(6), ids=lambda s: "size%d" % s)
 def test_cache_size_survives_last_used_at_writes(keygate, pg, size, touch):
     kg = keygate.start(workers=WORKERS, token_cache_size=size, touch_interval=touch,
