@@ -378,6 +378,9 @@ worker_signals(void)
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* The master made the dummy hashes for unknown users; its workers inherit them. */
+static int master_made_dummies;
+
 static int
 worker_main(const struct conf *c, int slot)
 {
@@ -394,7 +397,7 @@ worker_main(const struct conf *c, int slot)
 		log_warnx(db_schema_missing() ?
 		    "requests get 503 until the schema is migrated" :
 		    "database not reachable yet; requests get 503 until it is");
-	else if (auth_load_dummies() != KG_OK)
+	else if (!master_made_dummies && auth_load_dummies() != KG_OK)
 		log_warnx("cannot read the cost classes of the stored hashes; unknown users "
 		    "cost the current Argon2 parameters");
 	served = fcgi_serve(c, &worker_stop);
@@ -652,6 +655,16 @@ master_run(const char *conf_file, struct conf *c)
 		rc = worker_main(c, slot);
 		goto out;
 	}
+	/*
+	 * The dummy hashes for unknown users (one per cost class of the stored
+	 * hashes), made once here and inherited by every worker: a worker,
+	 * respawned or recycled, then accepts at once instead of hashing up to
+	 * four dummies first. Without the database now, each worker makes its
+	 * own when it connects. The connection is not inherited.
+	 */
+	if (db_ready() == KG_OK && auth_load_dummies() == KG_OK)
+		master_made_dummies = 1;
+	db_close();
 	/* A limit for speed, not safety: without it the pool still serves. */
 	if (hashslot_init(c->hash_concurrency, c->argon2_parallelism) != KG_OK)
 		log_warn("hash slots: semget; hashing without a limit");
