@@ -58,7 +58,7 @@ def authorizer_snippets(socket_path, private):
     return [
         (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: socket_path}),
         (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
-         {ws.POOL_SOCKET: socket_path, ws.PRIVATE_DIR: private + "/"}),
+         {ws.PRIVATE_DIR: private + "/"}),
     ]
 
 
@@ -202,14 +202,16 @@ def test_spawned_by_lighttpd(pg, kg_workdir, fresh_servers):
     ini = ws.keygate_ini(os.path.join(kg_workdir, name + ".ini"), pg,
                          listen=os.path.join(kg_workdir, name + "-unused.sock"))
     sock = os.path.join(kg_workdir, name + ".sock")
+    breakage = os.path.join(kg_workdir, name + "-breakage.log")
     private, files = private_dir(kg_workdir)
     lt = fresh_servers.lighttpd([
         (os.path.join(ws.LIGHTTPD_CONF, "keygate-spawn.conf"),
          {ws.INSTALLED_BINARY: kh.KEYGATE_BIN, ws.INSTALLED_CONFIG: ini,
-          ws.SPAWN_SOCKET: sock}),
-        # the authorizer on the socket lighttpd made: "socket" plus "-0"
+          ws.SPAWN_SOCKET: sock, ws.BREAKAGE_LOG: breakage}),
+        # the authorizer on the socket lighttpd made ("socket" plus "-0"),
+        # named by the spawn snippet's var.keygate_socket
         (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
-         {ws.POOL_SOCKET: sock + "-0", ws.PRIVATE_DIR: private + "/"}),
+         {ws.PRIVATE_DIR: private + "/"}),
     ], extra_conf=CGI_CONF)
     api = ws.Client(lt.base_url)
 
@@ -239,10 +241,45 @@ def test_spawned_by_lighttpd(pg, kg_workdir, fresh_servers):
     assert_401(lt.get("/private/secret.txt", headers=bearer(b["token"])), files["secret.txt"])
     api.close()
 
+    # keygate's log lines go to the snippet's server.breakagelog, whatever
+    # lighttpd's own standard error is (/dev/null once it is a daemon)
+    log = kh.read_text(breakage)
+    assert "listening on the inherited socket (fd 0)" in log, log[-2000:]
+    assert "starting 4 workers" in log, log[-2000:]
+
     # stopping lighttpd stops the keygate it started
     lt.stop()
     left = ws.wait_gone([p for p, _, _ in procs])
     assert not left, "keygate processes outlived lighttpd: %r" % left
+
+
+def test_spawned_keygate_config_error_reaches_the_breakage_log(pg, kg_workdir,
+                                                               fresh_servers):
+    """A keygate that lighttpd starts with a broken configuration exits;
+    its one line saying why must be in the breakage log, not lost with
+    lighttpd's standard error."""
+    name = "spawnbad%d" % next(kh._serial)
+    ini = ws.keygate_ini(os.path.join(kg_workdir, name + ".ini"), pg)
+    with open(ini, "a") as f:
+        f.write("workers = many\n")
+    sock = os.path.join(kg_workdir, name + ".sock")
+    breakage = os.path.join(kg_workdir, name + "-breakage.log")
+    lt = fresh_servers.lighttpd([
+        (os.path.join(ws.LIGHTTPD_CONF, "keygate-spawn.conf"),
+         {ws.INSTALLED_BINARY: kh.KEYGATE_BIN, ws.INSTALLED_CONFIG: ini,
+          ws.SPAWN_SOCKET: sock, ws.BREAKAGE_LOG: breakage}),
+    ])
+    # lighttpd's own answer: 503 while it cannot connect, 500 when the
+    # process died under the request
+    r = lt.get("/api/health")
+    assert r.status_code in (500, 503), (r.status_code, r.text[:300])
+    expected = "%s:%d: workers: not a number" % (ini, len(kh.read_text(ini).splitlines()))
+
+    def logged():
+        return expected in kh.read_text(breakage)
+    kh.wait_until(logged, 20, what="keygate's configuration error in the breakage log")
+    # and nothing of keygate's went to lighttpd's own standard error
+    assert "workers" not in kh.read_text(lt.out_log), kh.read_text(lt.out_log)[-2000:]
 
 
 # --------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_deployment_check_runs_as_typed(pg, keygate, kg_workdir):
         lt = servers.lighttpd([
             (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
             (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
-             {ws.POOL_SOCKET: kg.socket, ws.PRIVATE_DIR: private + "/"}),
+             {ws.PRIVATE_DIR: private + "/"}),
         ])
         env = dict(os.environ)
         for cmd, comment in commands(deployment_check_block()):

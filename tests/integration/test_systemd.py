@@ -171,13 +171,26 @@ def test_prune_units():
 
 @pytest.mark.parametrize("snippet", [
     "conf/lighttpd/keygate.conf",
-    "conf/lighttpd/keygate-authorizer.conf",
     "conf/apache2/keygate-proxy.conf",
 ])
 def test_web_server_snippets_use_the_unit_socket(snippet):
     with open(os.path.join(REPO, snippet)) as f:
         text = f.read()
     assert SOCKET_PATH in text, "%s does not name %s" % (snippet, SOCKET_PATH)
+
+
+def test_lighttpd_authorizer_uses_the_api_snippets_socket():
+    """51-keygate-authorizer.conf names no socket of its own: it takes
+    var.keygate_socket from whichever API snippet is enabled, the unit's
+    socket in 50-keygate.conf, the one lighttpd makes in the spawn one."""
+    def text(name):
+        with open(os.path.join(REPO, "conf", "lighttpd", name)) as f:
+            return f.read()
+    assert re.search(r'"socket"\s*=>\s*var\.keygate_socket,', text("keygate-authorizer.conf"))
+    assert SOCKET_PATH not in text("keygate-authorizer.conf")
+    assert 'var.keygate_socket = "%s"' % SOCKET_PATH in text("keygate.conf")
+    assert re.search(r'var\.keygate_socket = var\.keygate_spawn_socket \+ "-0"',
+                     text("keygate-spawn.conf"))
 
 
 # --------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def lt_site(keygate, servers, kg_workdir):
     lt = servers.lighttpd([
         (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
         (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
-         {ws.POOL_SOCKET: kg.socket, ws.PRIVATE_DIR: private + "/"}),
+         {ws.PRIVATE_DIR: private + "/"}),
     ], extra_conf=CGI_CONF)
     return lt
 

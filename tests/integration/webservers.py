@@ -55,6 +55,7 @@ INSTALLED_BINARY = "/usr/bin/keygate"
 INSTALLED_CONFIG = "/etc/keygate/keygate.conf"
 POOL_SOCKET = "/run/keygate/keygate.sock"
 SPAWN_SOCKET = "/run/lighttpd/keygate.sock"
+BREAKAGE_LOG = "/var/log/lighttpd/breakage.log"
 PRIVATE_DIR = "/var/www/private/"
 
 TIMEOUT = 20
