@@ -116,7 +116,9 @@ main_conf_file(const char *arg)
  * check-config --connect: what keygate will need, tried as the invoking
  * user (run it as the user keygate runs as). One line per finding; exit
  * 0 all well, 1 something keygate cannot do, 2 the database unreachable
- * or its schema not migrated.
+ * or its schema not migrated. The socket's folder is only a warning: it
+ * matters only to a keygate that binds its own socket, which this command
+ * cannot tell from one given its socket by systemd or a web server.
  */
 static int
 main_check_connect(const struct conf *c)

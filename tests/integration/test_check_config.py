@@ -66,8 +66,9 @@ def test_connect_keeps_libpqs_hint_when_postgresql_is_down(kg_workdir, tmp_path)
 def test_connect_finds_a_missing_socket_folder(pg, kg_workdir, tmp_path):
     r = check(kg_workdir, "--connect", database=pg.dsn,
               listen=str(tmp_path / "absent" / "kg.sock"))
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "error: listen: folder %s: No such file or directory" % (tmp_path / "absent") \
+    # a warning only: a keygate given its socket never binds one
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "warning: listen: folder %s: No such file or directory" % (tmp_path / "absent") \
         in r.stdout, r.stdout
     assert "ok: database" in r.stdout
 
