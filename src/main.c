@@ -133,11 +133,10 @@ main_check_connect(const struct conf *c)
 		*(slash == dir ? slash + 1 : slash) = '\0';
 		if (access(dir, W_OK | X_OK) == 0)
 			printf("ok: listen: folder %s exists and is writable\n", dir);
-		else {
-			printf("error: listen: folder %s: %s (keygate binds %s there unless it is given"
-			    " a socket)\n", dir, strerror(errno), c->listen);
-			rc = 1;
-		}
+		else
+			printf("warning: listen: folder %s: %s: keygate serve on its own binds %s"
+			    " there; no matter when systemd, spawn-fcgi or the web server hands"
+			    " keygate its socket\n", dir, strerror(errno), c->listen);
 	}
 	db_configure(c);
 	if (db_ready() != KG_OK) {
@@ -203,7 +202,16 @@ main(int argc, char *argv[])
 		return ch;
 	file = main_conf_file(arg_conf);
 	if (conf_load(file, &c, err, sizeof(err)) != KG_OK) {
-		fprintf(stderr, "keygate: %s\n", err);
+		/*
+		 * A web server that starts keygate (mod_fcgid, lighttpd's
+		 * bin-path) shows only this line: say that nothing was served
+		 * and how to check a fix before the server starts keygate again.
+		 */
+		if (strcmp(cmd, "serve") == 0)
+			fprintf(stderr, "keygate: not starting: %s; check a fix with"
+			    " \"keygate check-config\" before reloading the web server\n", err);
+		else
+			fprintf(stderr, "keygate: %s\n", err);
 		return 1;
 	}
 	if (log_setup(c.log_target, c.log_level) != 0) {

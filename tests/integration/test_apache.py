@@ -21,6 +21,7 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -215,6 +216,55 @@ def test_keygate_that_cannot_start_never_the_file(pg, kg_workdir, fresh_servers)
         assert_refused(r, secret, statuses=(401, 500, 503))
     assert s.api.request("GET", "/health").status_code in (500, 503)
     assert "workers" in kh.read_text(s.ap.error_log)     # keygate said why
+
+
+def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
+    """DEPLOYMENT.md's order, edit -> check-config -> graceful, and what
+    happens when it is not kept: the processes already running keep the
+    configuration they started with; a graceful restart replaces them by
+    processes that refuse the file, with one clear line in Apache's log
+    and nothing served; the fixed file and another graceful bring the
+    same token back."""
+    s = start_fcgid_site(fresh_servers, kg_workdir, pg)
+    _, _, b = s.api.session()
+    token, secret = b["token"], s.files["secret.txt"]
+    assert s.api.me(token).status_code == 200
+    with open(s.ini, encoding="utf-8") as f:
+        good = f.read()
+    with open(s.ini, "a", encoding="utf-8") as f:
+        f.write("request_timeout = soon\n")
+    r = subprocess.run([kh.KEYGATE_BIN, "-c", s.ini, "check-config"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=30)
+    assert r.returncode == 1 and "request_timeout: not a duration" in r.stderr, r
+
+    # not yet reloaded: the running keygate serves on with what it read
+    for _ in range(5):
+        assert s.api.me(token).status_code == 200
+    assert s.get("/private/secret.txt", headers=bearer(token)).text == secret
+
+    def graceful():
+        os.kill(s.ap.proc.pid, signal.SIGUSR1)
+    graceful()
+
+    def refused():
+        return s.api.request("GET", "/health").status_code in (500, 503)
+    kh.wait_until(refused, 20, interval=0.3, what="the broken file to take effect")
+    assert_refused(s.get("/private/secret.txt", headers=bearer(token)), secret,
+                   statuses=(401, 500, 503))
+    line = "keygate: not starting: %s:%d: request_timeout: not a duration" % (
+        s.ini, good.count("\n") + 1)
+    kh.wait_until(lambda: line in kh.read_text(s.ap.error_log), 10,
+                  what="keygate's reason in Apache's log")
+
+    with open(s.ini, "w", encoding="utf-8") as f:
+        f.write(good)
+    graceful()
+
+    def served():
+        return s.api.me(token).status_code == 200
+    kh.wait_until(served, 20, interval=0.3, what="the fixed file after a graceful restart")
+    assert s.get("/private/secret.txt", headers=bearer(token)).text == secret
 
 
 def test_stopping_apache_stops_keygate(pg, kg_workdir, fresh_servers):
