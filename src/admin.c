@@ -10,7 +10,6 @@
 #include "auth.h"
 #include "conf.h"
 #include "crypto.h"
-#include "db.h"
 #include "json.h"
 #include "master.h"
 #include "password.h"
@@ -111,11 +110,11 @@ admin_usage(FILE *f, int rc)
 static int
 admin_fail(const char *what, enum kg_err err)
 {
-	if (err == KG_EDB && db_schema_missing()) {
+	if (err == KG_EDB && auth_store_problem() == AUTH_STORE_UNMIGRATED) {
 		fprintf(stderr, "keygate: %s: schema not migrated: run `keygate migrate`\n", what);
 		return ADMIN_EDB;
 	}
-	if (err == KG_EDB && db_role_missing() && geteuid() == 0) {
+	if (err == KG_EDB && auth_store_problem() == AUTH_STORE_NO_ROLE && geteuid() == 0) {
 		fprintf(stderr, "keygate: %s: PostgreSQL has no role for root: run as the keygate"
 		    " user: runuser -u keygate -- keygate %s ...\n", what, what);
 		return ADMIN_EDB;
@@ -363,7 +362,7 @@ admin_user_list(int argc, char **argv)
 	else
 		printf("%-8s %-24s %-32s %-9s %-21s %s\n", "ID", "USERNAME", "EMAIL", "STATE",
 		    "CREATED", "TOKENS");
-	err = db_user_list(admin_user_row, arr);
+	err = auth_user_list(admin_user_row, arr);
 	if (err != KG_OK)
 		rc = admin_fail("user list", err);
 	else if (arr != NULL && json_render(arr, &out, &len) != KG_OK)
@@ -399,9 +398,9 @@ admin_user(int argc, char **argv)
 }
 
 static int
-admin_find_user(const char *name, struct db_user *u)
+admin_find_user(const char *name, struct auth_user *u)
 {
-	enum kg_err err = db_user_by_name(name, u);
+	enum kg_err err = auth_user_find(name, u);
 
 	if (err == KG_ENOTFOUND) {
 		fprintf(stderr, "keygate: no such user: %s\n", name);
@@ -415,8 +414,8 @@ admin_find_user(const char *name, struct db_user *u)
 static int
 admin_token(int argc, char **argv)
 {
-	struct db_session *rows = NULL;
-	struct db_user u;
+	struct auth_token_info *rows = NULL;
+	struct auth_user u;
 	size_t i, n = 0;
 	long revoked = 0;
 	enum kg_err err;
@@ -427,7 +426,7 @@ admin_token(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "list") == 0) {
 		if ((rc = admin_find_user(argv[2], &u)) != ADMIN_OK)
 			return rc;
-		if ((err = db_token_list(u.id, &rows, &n)) != KG_OK)
+		if ((err = auth_tokens(u.id, &rows, &n)) != KG_OK)
 			return admin_fail("token list", err);
 		printf("%-28s %-21s %-21s %-21s %s\n", "KEY", "CREATED", "LAST USED", "EXPIRES", "IP");
 		for (i = 0; i < n; i++)
@@ -509,7 +508,7 @@ admin_events(int argc, char **argv)
 	}
 	if (optind != argc)
 		return admin_usage(stderr, ADMIN_EUSAGE);
-	err = db_events(user, since, limit, admin_event_row, NULL);
+	err = auth_events(user, since, limit, admin_event_row, NULL);
 	if (err == KG_EINPUT) {
 		fprintf(stderr, "keygate: events: cannot read --since %s as a time\n", since ? since : "");
 		return ADMIN_EUSAGE;
@@ -518,7 +517,7 @@ admin_events(int argc, char **argv)
 }
 
 static int
-admin_prune(const struct conf *c, int argc, char **argv)
+admin_prune(int argc, char **argv)
 {
 	long counts[3] = { 0, 0, 0 };
 	enum kg_err err;
@@ -526,8 +525,7 @@ admin_prune(const struct conf *c, int argc, char **argv)
 	if (argc != 1)
 		return admin_usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
 		    argc == 2 && strcmp(argv[1], "--help") == 0 ? ADMIN_OK : ADMIN_EUSAGE);
-	err = db_prune(c->login_failure_window > c->login_max_delay ? c->login_failure_window :
-	    c->login_max_delay, c->audit_retention, counts);
+	err = auth_prune(counts);
 	if (err != KG_OK)
 		return admin_fail("prune", err);
 	printf("pruned %ld expired token(s), %ld throttle row(s), %ld old event(s)\n", counts[0],
@@ -556,7 +554,7 @@ admin_main(const struct conf *c, int argc, char **argv)
 	}
 	if (master_configure(c) != KG_OK)
 		return ADMIN_EUSAGE;
-	if (db_ready() != KG_OK)
+	if (auth_store_ready() != KG_OK)
 		return admin_fail(argv[0], KG_EDB);
 	optind = 0; /* GNU getopt: start over, forgetting main's state */
 	if (strcmp(argv[0], "user") == 0)
@@ -566,7 +564,7 @@ admin_main(const struct conf *c, int argc, char **argv)
 	else if (strcmp(argv[0], "events") == 0)
 		rc = admin_events(argc, argv);
 	else
-		rc = admin_prune(c, argc, argv);
-	db_close();
+		rc = admin_prune(argc, argv);
+	auth_store_close();
 	return rc;
 }

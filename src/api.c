@@ -6,7 +6,7 @@
 #include "api.h"
 #include "auth.h"
 #include "conf.h"
-#include "db.h"
+#include "credential.h"
 #include "hashslot.h"
 #include "http.h"
 #include "json.h"
@@ -20,13 +20,12 @@ static struct addr_list api_status_allow;
 static struct addr_list api_trusted_proxies;
 static unsigned api_ipv6_prefix;
 
-/* Browser settings: cookie mode, CSRF and CORS. */
+/* Browser settings: the cookie keygate sets (credential.c reads it back). */
 static struct {
 	char cookie_name[64];
 	int cookie_secure;
 	char cookie_path[256];
 	int lifetime, remember_lifetime;
-	struct http_origins origins;
 } api_web;
 
 enum kg_err
@@ -40,7 +39,7 @@ api_configure(const struct conf *c)
 	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
 		return err;
 	api_ipv6_prefix = (unsigned)c->throttle_ipv6_prefix;
-	if ((err = http_origins_parse(c->allowed_origins, &api_web.origins)) != KG_OK)
+	if ((err = credential_configure(c)) != KG_OK)
 		return err;
 	(void)snprintf(api_web.cookie_name, sizeof(api_web.cookie_name), "%s", c->cookie_name);
 	api_web.cookie_secure = c->cookie_secure;
@@ -51,36 +50,6 @@ api_configure(const struct conf *c)
 	api_web.lifetime = c->token_lifetime;
 	api_web.remember_lifetime = c->remember_lifetime;
 	return KG_OK;
-}
-
-static int
-api_origin_allowed(const char *origin)
-{
-	return http_origin_allowed(&api_web.origins, origin);
-}
-
-static int
-api_has_cookie(const struct request *req)
-{
-	const char *val;
-	size_t len;
-
-	return req->cookie != NULL && http_cookie_get(req->cookie, api_web.cookie_name, &val, &len) > 0;
-}
-
-/*
- * CSRF check for a request that a browser may have sent on its own: an
- * allowed Origin, else (no Origin) an allowed Referer or a custom header
- * that cross-site forms cannot send. A foreign Origin is always refused.
- */
-static enum kg_err
-api_csrf_check(const struct request *req)
-{
-	if (req->origin != NULL)
-		return api_origin_allowed(req->origin) ? KG_OK : KG_ECSRF;
-	if (http_referer_allowed(&api_web.origins, req->referer) || req->requested_with != NULL)
-		return KG_OK;
-	return KG_ECSRF;
 }
 
 static enum kg_err
@@ -125,38 +94,46 @@ api_client(const struct request *req, struct api_client *ac)
 
 #define NFIELDS(f) (sizeof(f) / sizeof((f)[0]))
 
-/* The body of each endpoint: also fed to the fuzzer (tests/fuzz/fuzz_body.c). */
+/*
+ * The body of each endpoint, read by name: each table's index enum, with
+ * designated initializers and a count checked at compile time, so that
+ * reordering a table cannot make a handler read the wrong field. Also fed
+ * to the fuzzer (tests/fuzz/fuzz_body.c).
+ */
 const struct json_field api_join_fields[] = {
-	{ "username", JF_STRING, 256, 1 },
-	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
-	{ "email", JF_STRING, 254, 0 },
+	[JOIN_USERNAME] = { "username", JF_STRING, 256, 1 },
+	[JOIN_PASSWORD] = { "password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	[JOIN_EMAIL] = { "email", JF_STRING, 254, 0 },
 };
+_Static_assert(NFIELDS(api_join_fields) == JOIN__MAX, "a join field per name");
 const size_t api_join_nfields = NFIELDS(api_join_fields);
 
 const struct json_field api_login_fields[] = {
-	{ "username", JF_STRING, 256, 0 },
-	{ "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
-	{ "remember", JF_BOOL, 0, 0 },
-	{ "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
-	{ "key", JF_STRING, 256, 0 },
-	{ "secret", JF_STRING, 256, 0 },
-	{ "cookie", JF_BOOL, 0, 0 },
+	[LOGIN_USERNAME] = { "username", JF_STRING, 256, 0 },
+	[LOGIN_PASSWORD] = { "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
+	[LOGIN_REMEMBER] = { "remember", JF_BOOL, 0, 0 },
+	[LOGIN_SCOPES] = { "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
+	[LOGIN_KEY] = { "key", JF_STRING, 256, 0 },
+	[LOGIN_SECRET] = { "secret", JF_STRING, 256, 0 },
+	[LOGIN_COOKIE] = { "cookie", JF_BOOL, 0, 0 },
 };
+_Static_assert(NFIELDS(api_login_fields) == LOGIN__MAX, "a login field per name");
 const size_t api_login_nfields = NFIELDS(api_login_fields);
 
 const struct json_field api_logout_fields[] = {
-	{ "key", JF_STRING, 256, 0 },
-	{ "secret", JF_STRING, 256, 0 },
-	{ "all", JF_BOOL, 0, 0 },
+	[LOGOUT_KEY] = { "key", JF_STRING, 256, 0 },
+	[LOGOUT_SECRET] = { "secret", JF_STRING, 256, 0 },
+	[LOGOUT_ALL] = { "all", JF_BOOL, 0, 0 },
 };
+_Static_assert(NFIELDS(api_logout_fields) == LOGOUT__MAX, "a logout field per name");
 const size_t api_logout_nfields = NFIELDS(api_logout_fields);
 
 const struct json_field api_password_fields[] = {
-	{ "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
-	{ "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	[PWCHANGE_CURRENT] = { "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	[PWCHANGE_NEW] = { "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
 };
+_Static_assert(NFIELDS(api_password_fields) == PWCHANGE__MAX, "a password field per name");
 const size_t api_password_nfields = NFIELDS(api_password_fields);
-
 
 /* Parse the body against fields; on failure resp carries the field problems. */
 static enum kg_err
@@ -182,46 +159,18 @@ static enum kg_err
 api_authenticate(const struct request *req, struct response *resp, const char *body_key,
     const char *body_secret, struct auth_session *s)
 {
-	struct token t;
-	int presented = 0;
+	struct credential cr;
 	enum kg_err err;
 
-	/* Half a pair in the body is a missing field: name it, as for any field. */
-	if ((body_key == NULL) != (body_secret == NULL)) {
-		api_field_error(resp, body_key == NULL ? "key" : "secret", "required");
-		return KG_EINPUT;
-	}
-	err = auth_credentials(req, body_key, body_secret, &t, &presented);
-	if (err == KG_OK && !presented && req->cookie != NULL) {
-		/* The cookie counts only when nothing else is presented. */
-		const char *val;
-		size_t len;
-		char buf[TOKEN_LEN + 1];
-		int n = http_cookie_get(req->cookie, api_web.cookie_name, &val, &len);
-
-		if (n > 1)
-			err = KG_EINPUT;
-		else if (n == 1) {
-			presented = 1;
-			if (len >= sizeof(buf))
-				err = KG_ETOKEN;
-			else {
-				memcpy(buf, val, len);
-				buf[len] = '\0';
-				err = token_parse(buf, &t);
-				crypto_wipe(buf, sizeof(buf));
-			}
-			/* A browser sends cookies on cross-site requests too. */
-			if (err == KG_OK && req->method != HTTP_GET && req->method != HTTP_HEAD)
-				err = api_csrf_check(req);
-		}
-	}
-	resp->token_presented = presented;
-	if (err == KG_OK && !presented)
+	err = credential_read(req, body_key, body_secret, &cr);
+	if (err == KG_EINPUT && cr.missing != NULL)
+		api_field_error(resp, cr.missing, "required");
+	resp->token_presented = cr.presented;
+	if (err == KG_OK && !cr.presented)
 		err = KG_ETOKEN;
 	if (err == KG_OK)
-		err = auth_verify(&t, s);
-	token_wipe(&t);
+		err = auth_verify(&cr.token, s);
+	credential_wipe(&cr);
 	return err;
 }
 
@@ -248,7 +197,7 @@ api_ok(struct response *resp, int status)
 enum kg_err
 api_health(struct request *req, struct response *resp)
 {
-	enum kg_err err = db_ping();
+	enum kg_err err = auth_store_ready();
 
 	if (err != KG_OK)
 		return err;
@@ -281,8 +230,9 @@ api_join(struct request *req, struct response *resp)
 
 	if ((err = api_body(req, resp, api_join_fields, NFIELDS(api_join_fields), v)) != KG_OK)
 		return err;
-	err = auth_register(v[0].str, v[2].present ? v[2].str : NULL, v[1].str, v[1].len,
-	    cl, &user_id, &fe);
+	err = auth_register(v[JOIN_USERNAME].str,
+	    v[JOIN_EMAIL].present ? v[JOIN_EMAIL].str : NULL, v[JOIN_PASSWORD].str,
+	    v[JOIN_PASSWORD].len, cl, &user_id, &fe);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
@@ -313,9 +263,10 @@ api_login(struct request *req, struct response *resp)
 	struct auth_issued issued;
 	struct api_client ac;
 	struct auth_client *cl = api_client(req, &ac);
-	char token[TOKEN_LEN + 1];
+	char token[TOKEN_LEN + 1] = "";
 	struct json_obj *o;
 	enum kg_err err;
+	int cookie, remember;
 
 	memset(&issued, 0, sizeof(issued));
 	if ((err = api_body(req, resp, api_login_fields, NFIELDS(api_login_fields), v)) != KG_OK) {
@@ -325,23 +276,22 @@ api_login(struct request *req, struct response *resp)
 			json_set_str(resp->fields, "scopes", "invalid");
 		return err;
 	}
-	if (!v[0].present && !v[1].present) {
-		if (v[4].present || v[5].present || req->authorization != NULL ||
-		    req->hdr_key != NULL || req->hdr_secret != NULL) {
-			err = api_login_token(req, resp, v[4].str, v[5].str);
+	if (!v[LOGIN_USERNAME].present && !v[LOGIN_PASSWORD].present) {
+		if (v[LOGIN_KEY].present || v[LOGIN_SECRET].present || credential_in_headers(req)) {
+			err = api_login_token(req, resp, v[LOGIN_KEY].str, v[LOGIN_SECRET].str);
 			goto out;
 		}
 	}
 	/* A username/password login. */
 	err = KG_EINPUT;
-	if (!v[0].present)
+	if (!v[LOGIN_USERNAME].present)
 		api_field_error(resp, "username", "required");
-	if (!v[1].present)
+	if (!v[LOGIN_PASSWORD].present)
 		api_field_error(resp, "password", "required");
-	if (v[4].present || v[5].present)
-		api_field_error(resp, v[4].present ? "key" : "secret", "not_with_password");
-	if (v[3].present &&
-	    !auth_scopes_valid((const char *const *)v[3].strv, v[3].n))
+	if (v[LOGIN_KEY].present || v[LOGIN_SECRET].present)
+		api_field_error(resp, v[LOGIN_KEY].present ? "key" : "secret", "not_with_password");
+	if (v[LOGIN_SCOPES].present &&
+	    !auth_scopes_valid((const char *const *)v[LOGIN_SCOPES].strv, v[LOGIN_SCOPES].n))
 		api_field_error(resp, "scopes", "invalid");
 	if (resp->fields != NULL)
 		goto out;
@@ -351,42 +301,46 @@ api_login(struct request *req, struct response *resp)
 	 * not one: a browser sends a leftover cookie on its own, and logging in
 	 * again must work (the login replaces it).
 	 */
-	if (req->authorization != NULL || req->hdr_key != NULL || req->hdr_secret != NULL)
+	if (credential_in_headers(req))
 		goto out;
+	cookie = v[LOGIN_COOKIE].boolean;
+	remember = v[LOGIN_REMEMBER].boolean;
 	/* A login that sets a cookie must come from a page we trust (login CSRF). */
-	if (v[6].boolean && req->origin != NULL && !api_origin_allowed(req->origin)) {
+	if (cookie && req->origin != NULL && !credential_origin_allowed(req->origin)) {
 		err = KG_ECSRF;
 		goto out;
 	}
-	err = auth_login(v[0].str, v[1].str, v[1].len, v[2].boolean,
-	    (const char *const *)v[3].strv, v[3].n, cl, &issued);
+	err = auth_login(v[LOGIN_USERNAME].str, v[LOGIN_PASSWORD].str, v[LOGIN_PASSWORD].len,
+	    remember, (const char *const *)v[LOGIN_SCOPES].strv, v[LOGIN_SCOPES].n, cl, &issued);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT)
 		api_field_error(resp, "password", "too_long");
 	if (err != KG_OK)
 		goto out;
 	token_format(&issued.token, token, sizeof(token));
-	if (v[6].boolean && (err = api_set_cookie(resp, token,
-	    v[2].boolean ? api_web.remember_lifetime : api_web.lifetime)) != KG_OK)
+	if (cookie && (err = api_set_cookie(resp, token,
+	    remember ? api_web.remember_lifetime : api_web.lifetime)) != KG_OK)
 		goto out;
 	o = api_ok(resp, 200);
 	json_set_int(o, "user_id", issued.user_id);
 	json_set_str(o, "key", issued.token.key);
 	/* In cookie mode no script ever sees the secret. */
-	if (!v[6].boolean) {
+	if (!cookie) {
 		json_set_str(o, "secret", issued.token.secret);
 		json_set_str(o, "token", token);
 	}
 	json_set_str(o, "expires_at", issued.expires_at);
 	json_set_int(o, "idle_timeout", issued.idle_timeout);
-	if (v[3].present)
-		json_set_strv(o, "scopes", (const char *const *)v[3].strv, v[3].n);
+	if (v[LOGIN_SCOPES].present)
+		json_set_strv(o, "scopes", (const char *const *)v[LOGIN_SCOPES].strv,
+		    v[LOGIN_SCOPES].n);
 	else {
 		static const char *const all[] = { "*" };
 		json_set_strv(o, "scopes", all, 1);
 	}
-	crypto_wipe(token, sizeof(token));
 out:
+	/* On every path: a failure after the token was formatted must not leave it. */
+	crypto_wipe(token, sizeof(token));
 	auth_issued_wipe(&issued);
 	json_values_free(v, NFIELDS(api_login_fields));
 	return err;
@@ -403,9 +357,9 @@ api_logout(struct request *req, struct response *resp)
 
 	if ((err = api_body(req, resp, api_logout_fields, NFIELDS(api_logout_fields), v)) != KG_OK)
 		return err;
-	err = api_authenticate(req, resp, v[0].str, v[1].str, &s);
+	err = api_authenticate(req, resp, v[LOGOUT_KEY].str, v[LOGOUT_SECRET].str, &s);
 	/* Whatever happens, a browser that sent our cookie loses it (not on a CSRF refusal). */
-	if (err != KG_ECSRF && api_has_cookie(req) && api_set_cookie(resp, "", 0) != KG_OK)
+	if (err != KG_ECSRF && credential_has_cookie(req) && api_set_cookie(resp, "", 0) != KG_OK)
 		err = KG_ESYS;
 	if (err == KG_ETOKEN) {
 		/* The original client reads key_removed on failure too. */
@@ -413,9 +367,9 @@ api_logout(struct request *req, struct response *resp)
 		json_set_bool(resp->json, "key_removed", 0);
 	}
 	if (err == KG_OK)
-		err = auth_logout(&s, v[2].boolean, api_client(req, &ac), &removed);
+		err = auth_logout(&s, v[LOGOUT_ALL].boolean, api_client(req, &ac), &removed);
 	if (err == KG_OK) {
-		if (v[2].boolean)
+		if (v[LOGOUT_ALL].boolean)
 			json_set_int(api_ok(resp, 200), "keys_removed", removed);
 		else
 			json_set_bool(api_ok(resp, 200), "key_removed", removed == 1);
@@ -457,14 +411,14 @@ enum kg_err
 api_sessions(struct request *req, struct response *resp)
 {
 	struct auth_session s;
-	struct db_session *rows = NULL;
+	struct auth_token_info *rows = NULL;
 	struct json_obj *arr;
 	size_t i, n = 0;
 	enum kg_err err;
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
-	if ((err = db_token_list(s.user_id, &rows, &n)) != KG_OK)
+	if ((err = auth_tokens(s.user_id, &rows, &n)) != KG_OK)
 		return err;
 	arr = json_arr_new();
 	for (i = 0; i < n; i++) {
@@ -514,8 +468,8 @@ api_password(struct request *req, struct response *resp)
 		return err;
 	if ((err = api_body(req, resp, api_password_fields, NFIELDS(api_password_fields), v)) != KG_OK)
 		return err;
-	err = auth_change_password(s.user_id, v[0].str, v[0].len, v[1].str, v[1].len, s.key,
-	    cl, &revoked, &fe);
+	err = auth_change_password(s.user_id, v[PWCHANGE_CURRENT].str, v[PWCHANGE_CURRENT].len,
+	    v[PWCHANGE_NEW].str, v[PWCHANGE_NEW].len, s.key, cl, &revoked, &fe);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
@@ -594,7 +548,7 @@ api_authorize(struct request *req, struct response *resp)
 enum kg_err
 api_preflight(struct request *req, struct response *resp)
 {
-	if (!api_origin_allowed(req->origin) || req->preflight_method == NULL)
+	if (!credential_origin_allowed(req->origin) || req->preflight_method == NULL)
 		return KG_EFORBIDDEN;
 	if (http_header_add(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE") != KG_OK ||
 	    http_header_add(resp, "Access-Control-Allow-Headers",
@@ -610,7 +564,7 @@ void
 api_cors(const struct request *req, struct response *resp)
 {
 	/* Only ever the one allowed origin asking, never "*", never credentials. */
-	if (!api_origin_allowed(req->origin))
+	if (!credential_origin_allowed(req->origin))
 		return;
 	if (http_header_add(resp, "Access-Control-Allow-Origin", "%s", req->origin) != KG_OK ||
 	    http_header_add(resp, "Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate") != KG_OK ||

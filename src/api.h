@@ -14,7 +14,16 @@ struct conf;
 struct request;
 struct response;
 
-/* The fields each endpoint accepts in its JSON body, in the order handlers read them. */
+/* Each endpoint's body fields, by index into its field table (api.c). */
+enum api_join_field { JOIN_USERNAME, JOIN_PASSWORD, JOIN_EMAIL, JOIN__MAX };
+enum api_login_field {
+	LOGIN_USERNAME, LOGIN_PASSWORD, LOGIN_REMEMBER, LOGIN_SCOPES, LOGIN_KEY, LOGIN_SECRET,
+	LOGIN_COOKIE, LOGIN__MAX
+};
+enum api_logout_field { LOGOUT_KEY, LOGOUT_SECRET, LOGOUT_ALL, LOGOUT__MAX };
+enum api_password_field { PWCHANGE_CURRENT, PWCHANGE_NEW, PWCHANGE__MAX };
+
+/* The fields each endpoint accepts in its JSON body, indexed by the enums above. */
 extern const struct json_field api_join_fields[], api_login_fields[], api_logout_fields[],
     api_password_fields[];
 extern const size_t api_join_nfields, api_login_nfields, api_logout_nfields,

@@ -4,12 +4,11 @@
 #include <time.h>
 
 #include "auth.h"
-#include "cache.h"
 #include "conf.h"
 #include "crypto.h"
-#include "http.h"
 #include "log.h"
 #include "password.h"
+#include "tokencheck.h"
 
 static struct {
 	int touch_interval;
@@ -17,6 +16,8 @@ static struct {
 	int idle, lifetime;
 	int remember_idle, remember_lifetime;
 	struct db_throttle_rule user, addr, join;
+	long prune_throttle_s;    /* throttle rows older than any rule's window and block */
+	long audit_retention_s;
 } auth_conf;
 
 void
@@ -34,6 +35,9 @@ auth_configure(const struct conf *c)
 	auth_conf.addr = (struct db_throttle_rule){ c->login_failure_window,
 		c->login_max_per_address, c->login_failure_window, c->login_failure_window };
 	auth_conf.join = (struct db_throttle_rule){ 3600, c->join_max_per_address, 3600, 3600 };
+	auth_conf.prune_throttle_s = c->login_failure_window > c->login_max_delay ?
+	    c->login_failure_window : c->login_max_delay;
+	auth_conf.audit_retention_s = c->audit_retention;
 }
 
 static int
@@ -159,53 +163,6 @@ auth_scopes_valid(const char *const *scopes, size_t n)
 	return 1;
 }
 
-enum kg_err
-auth_credentials(const struct request *req, const char *body_key, const char *body_secret,
-    struct token *t, int *presented)
-{
-	char bearer[TOKEN_LEN + 1];
-	const char *cred = NULL;
-	size_t len = 0;
-	int ways = 0;
-	enum kg_err err;
-
-	*presented = 0;
-	bearer[0] = '\0';
-	if (req->authorization != NULL) {
-		if (http_bearer(req->authorization, &cred, &len) != KG_OK)
-			return KG_EINPUT;
-		/* Longer than any token: leave it empty so that it is refused as one. */
-		if (len < sizeof(bearer)) {
-			memcpy(bearer, cred, len);
-			bearer[len] = '\0';
-		}
-		ways++;
-	}
-	if (req->hdr_key != NULL || req->hdr_secret != NULL) {
-		if (req->hdr_key == NULL || req->hdr_secret == NULL)
-			return KG_EINPUT;
-		ways++;
-	}
-	if (body_key != NULL || body_secret != NULL) {
-		if (body_key == NULL || body_secret == NULL)
-			return KG_EINPUT;
-		ways++;
-	}
-	if (ways == 0)
-		return KG_OK;
-	if (ways > 1)
-		return KG_EINPUT;
-	*presented = 1;
-	if (cred != NULL) {
-		err = token_parse(bearer, t);
-		crypto_wipe(bearer, sizeof(bearer));
-		return err;
-	}
-	if (req->hdr_key != NULL)
-		return token_from_parts(req->hdr_key, req->hdr_secret, t);
-	return token_from_parts(body_key, body_secret, t);
-}
-
 /* "{a,b}" from PostgreSQL into s->scopes; elements never need quoting (validated). */
 void
 auth_scopes_from_text(const char *text, struct auth_session *s)
@@ -231,25 +188,12 @@ auth_scopes_from_text(const char *text, struct auth_session *s)
 enum kg_err
 auth_verify(const struct token *t, struct auth_session *s)
 {
-	unsigned char digest[CRYPTO_SHA256_LEN];
 	struct db_token row;
 	enum kg_err err;
-	long long now;
-	int cached;
 
 	memset(s, 0, sizeof(*s));
-	cached = cache_lookup(t->key, &row);
-	log_debug("token %s: cache %s", t->key, cached ? "hit" : "miss");
-	if (!cached) {
-		err = db_token_lookup(t->key, auth_conf.touch_interval, &row);
-		if (err == KG_ENOTFOUND)
-			return KG_ETOKEN;
-		if (err != KG_OK)
-			return err;
-	}
-	token_digest(t, digest);
-	if (!crypto_equal(digest, row.digest, sizeof(digest)))
-		return KG_ETOKEN;
+	if ((err = tokencheck_verify(t, &row)) != KG_OK)
+		return err;
 	s->user_id = row.user_id;
 	(void)kg_strlcpy(s->username, row.username, sizeof(s->username));
 	(void)kg_strlcpy(s->key, t->key, sizeof(s->key));
@@ -257,30 +201,6 @@ auth_verify(const struct token *t, struct auth_session *s)
 	(void)kg_strlcpy(s->email, row.email, sizeof(s->email));
 	(void)kg_strlcpy(s->created_at, row.created_at, sizeof(s->created_at));
 	auth_scopes_from_text(row.scopes, s);
-	/*
-	 * last_used_at is written at most once per touch_interval by the
-	 * whole pool, and a token in use is read again before its entry ends,
-	 * both in one statement no request waits for: the hot path stays a
-	 * read.
-	 */
-	now = (long long)time(NULL);
-	if (cached)
-		row.needs_touch = now - row.last_used_at >= auth_conf.touch_interval &&
-		    cache_claim_touch(t->key, row.last_used_at, now);
-	if (row.needs_touch || (cached && cache_claim_refresh(t->key))) {
-		if (cache_refresh_send(t->key, auth_conf.touch_interval) != KG_OK) {
-			log_warnx("could not record token use");
-			cache_forget(t->key);
-			return KG_OK;
-		}
-		if (row.needs_touch) {
-			row.last_used_at = now;
-			log_debug("token %s: last_used_at write sent", t->key);
-		} else
-			log_debug("token %s: refresh sent", t->key);
-	}
-	if (!cached)
-		cache_store(t->key, &row);
 	return KG_OK;
 }
 
@@ -405,7 +325,14 @@ out:
 	return err;
 }
 
-enum kg_err
+/*
+ * Check a password against the account a lookup found (lookup KG_OK, *u)
+ * or did not (KG_ENOTFOUND); the same cost and the same KG_EAUTH whether
+ * the user is unknown, disabled or the password is wrong (subject, the
+ * username without case, picks the cost of an unknown one). Rehashes on
+ * success when the parameters changed.
+ */
+static enum kg_err
 auth_check_password(enum kg_err lookup, const char *subject, const char *password, size_t pwlen,
     struct db_user *u)
 {
@@ -425,11 +352,6 @@ auth_check_password(enum kg_err lookup, const char *subject, const char *passwor
 		 * maps to: timing says nothing about existence, also while
 		 * dormant accounts keep hashes of older parameters.
 		 */
-		if (log_enabled(LOG_LVL_DEBUG)) {
-			char params[64];
-			password_dummy_params(subject, params, sizeof(params));
-			log_debug("unknown user: dummy verify with %s", params);
-		}
 		err = password_verify_dummy(subject, norm, normlen);
 		goto out;
 	}
@@ -587,7 +509,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		goto out;
 	}
 	if (trimmed > 0)
-		cache_revoked();
+		tokencheck_revoked();
 	out->user_id = u.id;
 	out->idle_timeout = nt.idle_s;
 out:
@@ -615,7 +537,7 @@ auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
 		err = db_token_delete(s->user_id, s->key, removed);
 	/* A new credential generation ends tokens that no row count shows. */
 	if (*removed > 0 || (all && err == KG_OK))
-		cache_revoked();
+		tokencheck_revoked();
 	if (err == KG_OK)
 		auth_event(all ? "logout_all" : "logout", s->user_id, s->username, cl);
 	return err;
@@ -634,7 +556,7 @@ auth_revoke(long long user_id, const char *username, const char *key,
 		return err;
 	if (removed != 1)
 		return KG_ENOTFOUND;
-	cache_revoked();
+	tokencheck_revoked();
 	auth_event("token_revoked", user_id, username, cl);
 	return KG_OK;
 }
@@ -647,7 +569,7 @@ auth_set_disabled(const char *username, int disabled, const struct auth_client *
 
 	if ((err = db_user_set_disabled(username, disabled, &id)) != KG_OK)
 		return err;
-	cache_revoked();
+	tokencheck_revoked();
 	auth_event(disabled ? "user_disabled" : "user_enabled", id, username, cl);
 	return KG_OK;
 }
@@ -692,7 +614,7 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 		return err;
 	if ((err = db_user_set_password(user_id, hash, keep_key, revoked)) != KG_OK)
 		return err;
-	cache_revoked();
+	tokencheck_revoked();
 	auth_event("password_changed", user_id, u.username, cl);
 	return KG_OK;
 }
@@ -715,7 +637,7 @@ auth_set_password(const char *username, const char *pw, size_t pwlen,
 		return err;
 	if ((err = db_user_set_password(u.id, hash, NULL, revoked)) != KG_OK)
 		return err;
-	cache_revoked();
+	tokencheck_revoked();
 	auth_event("password_changed", u.id, u.username, cl);
 	return KG_OK;
 }
@@ -728,8 +650,103 @@ auth_revoke_all(long long user_id, const char *username, const struct auth_clien
 
 	if ((err = db_token_delete_all(user_id, NULL, revoked)) != KG_OK)
 		return err;
-	cache_revoked();
+	tokencheck_revoked();
 	if (*revoked > 0)
 		auth_event("token_revoked", user_id, username, cl);
 	return KG_OK;
+}
+
+enum kg_err
+auth_store_ready(void)
+{
+	return db_ready();
+}
+
+void
+auth_store_close(void)
+{
+	db_close();
+}
+
+long
+auth_retry_after(void)
+{
+	return db_retry_after();
+}
+
+enum auth_store_problem
+auth_store_problem(void)
+{
+	if (db_schema_missing())
+		return AUTH_STORE_UNMIGRATED;
+	if (db_role_missing())
+		return AUTH_STORE_NO_ROLE;
+	return AUTH_STORE_FINE;
+}
+
+enum kg_err
+auth_user_find(const char *username, struct auth_user *u)
+{
+	struct db_user row;
+	enum kg_err err;
+
+	memset(u, 0, sizeof(*u));
+	if ((err = db_user_by_name(username, &row)) == KG_OK) {
+		u->id = row.id;
+		(void)kg_strlcpy(u->username, row.username, sizeof(u->username));
+	}
+	crypto_wipe(&row, sizeof(row));
+	return err;
+}
+
+enum kg_err
+auth_tokens(long long user_id, struct auth_token_info **rows, size_t *n)
+{
+	struct db_session *db_rows = NULL;
+	struct auth_token_info *r = NULL;
+	size_t i, count = 0;
+	enum kg_err err;
+
+	*rows = NULL;
+	*n = 0;
+	if ((err = db_token_list(user_id, &db_rows, &count)) != KG_OK)
+		goto out;
+	if ((r = calloc(count > 0 ? count : 1, sizeof(*r))) == NULL) {
+		err = KG_ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		(void)kg_strlcpy(r[i].key, db_rows[i].key, sizeof(r[i].key));
+		(void)kg_strlcpy(r[i].created_at, db_rows[i].created_at, sizeof(r[i].created_at));
+		(void)kg_strlcpy(r[i].last_used_at, db_rows[i].last_used_at, sizeof(r[i].last_used_at));
+		(void)kg_strlcpy(r[i].expires_at, db_rows[i].expires_at, sizeof(r[i].expires_at));
+		(void)kg_strlcpy(r[i].ip, db_rows[i].ip, sizeof(r[i].ip));
+		(void)kg_strlcpy(r[i].user_agent, db_rows[i].user_agent, sizeof(r[i].user_agent));
+		(void)kg_strlcpy(r[i].scopes, db_rows[i].scopes, sizeof(r[i].scopes));
+	}
+	*rows = r;
+	*n = count;
+	r = NULL;
+out:
+	free(r);
+	free(db_rows);
+	return err;
+}
+
+enum kg_err
+auth_user_list(auth_row_fn fn, void *arg)
+{
+	return db_user_list(fn, arg);
+}
+
+enum kg_err
+auth_events(const char *username, const char *since, long limit, auth_row_fn fn, void *arg)
+{
+	return db_events(username, since, limit, fn, arg);
+}
+
+enum kg_err
+auth_prune(long counts[3])
+{
+	return db_prune(auth_conf.prune_throttle_s, auth_conf.audit_retention_s, counts);
 }

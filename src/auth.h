@@ -7,12 +7,10 @@
 
 #include <stddef.h>
 
-#include "db.h"
 #include "kg.h"
 #include "token.h"
 
 struct conf;
-struct request;
 
 #define AUTH_MAX_SCOPES 16
 #define AUTH_SCOPE_MAX 64
@@ -20,21 +18,21 @@ struct request;
 /* A verified token: who is calling and with what scopes. */
 struct auth_session {
 	long long user_id;
-	char username[DB_NAME_MAX];
+	char username[KG_NAME_MAX];
 	char key[TOKEN_KEY_LEN + 1];
 	char scopes[AUTH_MAX_SCOPES][AUTH_SCOPE_MAX + 1];
 	size_t nscopes;
 	/* The user's profile, as GET /me shows it. */
 	int has_email;
-	char email[DB_EMAIL_MAX];
-	char created_at[DB_TS_LEN];
+	char email[KG_EMAIL_MAX];
+	char created_at[KG_TS_LEN];
 };
 
 /* A freshly issued token (holds a secret: auth_issued_wipe when done). */
 struct auth_issued {
 	long long user_id;
 	struct token token;
-	char expires_at[DB_TS_LEN];
+	char expires_at[KG_TS_LEN];
 	int idle_timeout;
 };
 
@@ -63,15 +61,6 @@ int auth_email_valid(const char *email);
 /* 1 when each scope is 1..64 of A-Z a-z 0-9 : . _ * - and there are 1..16. */
 int auth_scopes_valid(const char *const *scopes, size_t n);
 
-/*
- * Find the credential a request presents: Authorization: Bearer, Key:+Secret:
- * headers, or (when body_key/body_secret are given) the JSON body.
- * *presented = 0 and KG_OK when there is none. KG_EINPUT when more than one
- * way is used or a header is malformed; KG_ETOKEN when it cannot be a token.
- */
-enum kg_err auth_credentials(const struct request *req, const char *body_key,
-    const char *body_secret, struct token *t, int *presented) KG_MUSTCHECK;
-
 /* Fill s->scopes from PostgreSQL's text form of a text[] ("{a,b}"). */
 void auth_scopes_from_text(const char *text, struct auth_session *s);
 
@@ -87,16 +76,6 @@ enum kg_err auth_verify(const struct token *t, struct auth_session *s) KG_MUSTCH
 enum kg_err auth_register(const char *username, const char *email, const char *password,
     size_t pwlen, struct auth_client *cl, long long *user_id,
     struct auth_field_error *fe) KG_MUSTCHECK;
-
-/*
- * Check a password against the account a lookup found (lookup KG_OK, *u)
- * or did not (KG_ENOTFOUND); the same cost and the same KG_EAUTH whether
- * the user is unknown, disabled or the password is wrong (subject, the
- * username without case, picks the cost of an unknown one). Rehashes on
- * success when the parameters changed.
- */
-enum kg_err auth_check_password(enum kg_err lookup, const char *subject, const char *password,
-    size_t pwlen, struct db_user *u) KG_MUSTCHECK;
 
 /*
  * Read the cost classes of the stored hashes and make a dummy hash for
@@ -150,5 +129,57 @@ enum kg_err auth_set_disabled(const char *username, int disabled,
  */
 void auth_event(const char *event, long long user_id, const char *username,
     const struct auth_client *cl);
+
+/*
+ * The store behind the rules, for GET /health and the command line:
+ * connect now if not connected (KG_EDB when it cannot be), close, how long
+ * a client should wait while it is down (seconds, >= 1), and what the last
+ * connection found wrong.
+ */
+enum kg_err auth_store_ready(void) KG_MUSTCHECK;
+void auth_store_close(void);
+long auth_retry_after(void);
+enum auth_store_problem {
+	AUTH_STORE_FINE,
+	AUTH_STORE_UNMIGRATED,   /* the schema is older than this keygate: run keygate migrate */
+	AUTH_STORE_NO_ROLE,      /* PostgreSQL has no role for the user keygate runs as */
+};
+enum auth_store_problem auth_store_problem(void);
+
+/* An account, as the command line names it. */
+struct auth_user {
+	long long id;
+	char username[KG_NAME_MAX];
+};
+
+/* The account named username (without case); KG_ENOTFOUND when there is none. */
+enum kg_err auth_user_find(const char *username, struct auth_user *u) KG_MUSTCHECK;
+
+/* One live token of a user, as GET /sessions and `keygate token list` show it. */
+struct auth_token_info {
+	char key[64];
+	char created_at[KG_TS_LEN];
+	char last_used_at[KG_TS_LEN];
+	char expires_at[KG_TS_LEN];
+	char ip[64];
+	char user_agent[256];
+	char scopes[1100];    /* "{a,b}": auth_scopes_from_text */
+};
+
+/* The user's live tokens, newest use first; *rows is malloc'd (caller frees). */
+enum kg_err auth_tokens(long long user_id, struct auth_token_info **rows, size_t *n) KG_MUSTCHECK;
+
+/* Row callback for listings: column values as strings (never NULL). */
+typedef void (*auth_row_fn)(void *arg, const char *const *cols, size_t ncols);
+/* Every account: id, username, email, disabled (t/f), created_at, live tokens. */
+enum kg_err auth_user_list(auth_row_fn fn, void *arg) KG_MUSTCHECK;
+/* The audit trail: at, event, user_id, username, ip, user_agent, count; filters may be NULL. */
+enum kg_err auth_events(const char *username, const char *since, long limit, auth_row_fn fn,
+    void *arg) KG_MUSTCHECK;
+/*
+ * Delete dead tokens, throttle rows no rule can still need and audit
+ * events past audit_retention: counts[0..2] of each.
+ */
+enum kg_err auth_prune(long counts[3]) KG_MUSTCHECK;
 
 #endif

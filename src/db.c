@@ -14,8 +14,6 @@
 #include "log.h"
 
 #define TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-/* How long a token refresh may be out before the cache stops trusting (see db_listening_since). */
-#define DB_REFRESH_DEAF_MS 100
 
 #define LIVE(k) "(" k ".expires_at > now() AND " k ".last_used_at + make_interval(secs => " k ".idle_timeout_s) > now())"
 /* A token's row as db_token_row() reads it; $1 = key, $2 = touch_interval. */
@@ -167,10 +165,10 @@ static const struct {
 	/*
 	 * The same row, read again before the cached one expires, with
 	 * last_used_at written in the same statement when it is due. It never
-	 * waits for a row lock (SKIP LOCKED): a refresh held up would leave
-	 * its worker deaf to notifications (db_listening_since), and a locked
-	 * token would hold up every worker in turn. The write is then left to
-	 * the next touch_interval. The SELECT sees the row as it was before.
+	 * waits for a row lock (SKIP LOCKED): its worker takes no request
+	 * while it runs, and a locked token would hold up every worker in
+	 * turn. The write is then left to the next touch_interval. The SELECT
+	 * sees the row as it was before.
 	 */
 	[ST_TOKEN_REFRESH] = { "token_refresh", 2,
 	    "WITH l AS (SELECT key FROM api_keys k WHERE k.key = $1"
@@ -296,14 +294,6 @@ static struct {
 	int no_role;             /* the last connection was refused: no such role */
 	int listen;              /* LISTEN for revocations (db_listen_for_revocations) */
 	long long listening_ms;  /* monotonic, when LISTEN took effect; LLONG_MAX without */
-	long long polled_ms;     /* monotonic, when the socket was last looked at */
-	/* The token refresh out on the connection (db_token_refresh_send), if any. */
-	struct db_refresh sent;
-	int sent_busy;
-	long long sent_ms;       /* monotonic, when it was sent */
-	/* The last refresh answered, until db_token_refresh_take. */
-	struct db_refresh answered;
-	int answered_ready;
 } db;
 
 void
@@ -316,18 +306,12 @@ db_configure(const struct conf *c)
 	db.prepare = 1;
 }
 
-static void db_refresh_collect(int wait);
-
 void
 db_close(void)
 {
-	/* A worker leaving reads its last write's answer: no write cut short. */
-	if (db.conn != NULL && PQstatus(db.conn) == CONNECTION_OK)
-		db_refresh_collect(1);
 	if (db.conn != NULL)
 		PQfinish(db.conn);
 	db.conn = NULL;
-	db.sent_busy = 0;
 }
 
 /*
@@ -504,51 +488,37 @@ db_listen_for_revocations(int on)
 	db.listen = on;
 }
 
-int
-db_revocations_pending(long long now_ms)
+enum db_revocations
+db_revocations_read(int read_socket)
 {
 	PGnotify *n;
 	int any = 0, i;
 
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
-		return -1;
+		return DB_REVOCATIONS_UNKNOWN;
 	/*
 	 * Read only what has arrived (poll with no timeout): notifications, or
-	 * the server going away, which must end trust in the cache too. At
-	 * most once a millisecond: a worker answering thousands of checks a
-	 * second from the cache would otherwise spend a system call on each,
-	 * and a notification is already milliseconds on its way.
+	 * the server going away, which must end trust in the cache too.
 	 */
-	for (i = 0; i < 8 && now_ms != db.polled_ms; i++) {
+	for (i = 0; read_socket && i < 8; i++) {
 		struct pollfd p = { PQsocket(db.conn), POLLIN, 0 };
 
 		if (poll(&p, 1, 0) <= 0)
 			break;
 		if (!PQconsumeInput(db.conn) || PQstatus(db.conn) != CONNECTION_OK)
-			return -1;
+			return DB_REVOCATIONS_UNKNOWN;
 	}
-	db.polled_ms = now_ms;
-	db_refresh_collect(0);
 	while ((n = PQnotifies(db.conn)) != NULL) {
 		any = 1;
 		PQfreemem(n);
 	}
-	return any;
+	return any ? DB_REVOCATIONS_SOME : DB_REVOCATIONS_NONE;
 }
 
 long long
 db_listening_since(void)
 {
 	if (db.conn == NULL || PQstatus(db.conn) != CONNECTION_OK)
-		return LLONG_MAX;
-	/*
-	 * The server holds notifications back while this connection runs a
-	 * statement. For the moment a refresh takes, that is the usual delay
-	 * of a notification; one held up longer (a locked row) would leave
-	 * this worker deaf to revocations: trust nothing then, and take the
-	 * database's word, which waits for the refresh.
-	 */
-	if (db.sent_busy && kg_monotonic_ms() - db.sent_ms > DB_REFRESH_DEAF_MS)
 		return LLONG_MAX;
 	return db.listening_ms;
 }
@@ -583,7 +553,6 @@ db_exec(enum db_stmt s, const char *const *params, int want_rows, PGresult **out
 	int attempt;
 
 	*out = NULL;
-	db_refresh_collect(1);
 	for (attempt = 0; attempt < 2; attempt++) {
 		int was_up = db.conn != NULL;
 		ExecStatusType st;
@@ -904,8 +873,9 @@ db_token_row(const PGresult *res, struct db_token *t)
 	return KG_OK;
 }
 
-enum kg_err
-db_token_lookup(const char *key, int touch_interval, struct db_token *t)
+/* A TOKEN_ROW statement for key: KG_ENOTFOUND when it is not a live token. */
+static enum kg_err
+db_token_fetch(enum db_stmt st, const char *key, int touch_interval, struct db_token *t)
 {
 	char touch[16];
 	const char *params[2] = { key, touch };
@@ -914,7 +884,7 @@ db_token_lookup(const char *key, int touch_interval, struct db_token *t)
 
 	memset(t, 0, sizeof(*t));
 	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
-	if ((err = db_exec(ST_TOKEN_LOOKUP, params, 1, &res, NULL, 0)) != KG_OK)
+	if ((err = db_exec(st, params, 1, &res, NULL, 0)) != KG_OK)
 		goto out;
 	if (PQntuples(res) != 1) {
 		err = KG_ENOTFOUND;
@@ -926,80 +896,16 @@ out:
 	return err;
 }
 
-/*
- * Read the answer to the refresh db_token_refresh_send sent, into
- * db.answered. wait = 0: only as far as the input read so far goes
- * (db_revocations_pending reads what the socket holds).
- */
-static void
-db_refresh_collect(int wait)
+enum kg_err
+db_token_lookup(const char *key, int touch_interval, struct db_token *t)
 {
-	PGresult *res;
-
-	if (!db.sent_busy || db.conn == NULL)
-		return;
-	for (;;) {
-		if (!wait && PQisBusy(db.conn))
-			return;
-		if ((res = PQgetResult(db.conn)) == NULL)
-			break;
-		db.answered = db.sent;
-		db.answered_ready = DB_REFRESH_GONE;
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			/* A record of activity: the pool writes it again next touch_interval. */
-			db_log_error(db_stmts[ST_TOKEN_REFRESH].name, PQresultErrorMessage(res));
-			log_warnx("could not record token use");
-		} else if (PQntuples(res) == 1 && db_token_row(res, &db.answered.row) == KG_OK) {
-			/* Due: written now, or skipped (row locked) until the next touch_interval. */
-			if (db.answered.row.needs_touch)
-				db.answered.row.last_used_at = (long long)time(NULL);
-			db.answered_ready = DB_REFRESH_ROW;
-		}
-		PQclear(res);
-	}
-	db.sent_busy = 0;
+	return db_token_fetch(ST_TOKEN_LOOKUP, key, touch_interval, t);
 }
 
 enum kg_err
-db_token_refresh_send(const char *key, int touch_interval, long long as_of_ms,
-    unsigned long epoch)
+db_token_refresh(const char *key, int touch_interval, struct db_token *t)
 {
-	char touch[16];
-	const char *params[2] = { key, touch };
-
-	db_refresh_collect(1);
-	if (db_ready() != KG_OK)
-		return KG_EDB;
-	(void)snprintf(touch, sizeof(touch), "%d", touch_interval);
-	/* The connection blocks: the whole query is on its way on return. */
-	if (!PQsendQueryPrepared(db.conn, db_stmts[ST_TOKEN_REFRESH].name,
-	    db_stmts[ST_TOKEN_REFRESH].nparams, params, NULL, NULL, 0)) {
-		db_log_error(db_stmts[ST_TOKEN_REFRESH].name, PQerrorMessage(db.conn));
-		return KG_EDB;
-	}
-	(void)kg_strlcpy(db.sent.key, key, sizeof(db.sent.key));
-	db.sent.as_of_ms = as_of_ms;
-	db.sent.epoch = epoch;
-	db.sent_busy = 1;
-	db.sent_ms = kg_monotonic_ms();
-	return KG_OK;
-}
-
-void
-db_token_refresh_finish(void)
-{
-	db_refresh_collect(1);
-}
-
-int
-db_token_refresh_take(struct db_refresh *out)
-{
-	int ready = db.answered_ready;
-
-	if (ready != DB_REFRESH_NONE)
-		*out = db.answered;
-	db.answered_ready = DB_REFRESH_NONE;
-	return ready;
+	return db_token_fetch(ST_TOKEN_REFRESH, key, touch_interval, t);
 }
 
 enum kg_err

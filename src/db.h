@@ -13,9 +13,9 @@
 
 struct conf;
 
-#define DB_TS_LEN 32        /* "2026-11-28T12:00:00Z" */
-#define DB_NAME_MAX 65
-#define DB_EMAIL_MAX 255
+#define DB_TS_LEN KG_TS_LEN
+#define DB_NAME_MAX KG_NAME_MAX
+#define DB_EMAIL_MAX KG_EMAIL_MAX
 #define DB_HASH_MAX 256
 #define DB_SCOPES_MAX 1100  /* text form of text[] */
 #define DB_KEY_MAX 64
@@ -98,18 +98,24 @@ enum kg_err db_privileges_missing(char *missing, size_t missingsz) KG_MUSTCHECK;
 
 /*
  * Whether connections opened from now on LISTEN for sessions ended
- * elsewhere (off by default): only the token cache reads the
+ * elsewhere (off by default): only the token check reads the
  * notifications, and unread ones would pile up in the connection.
  */
 void db_listen_for_revocations(int on);
 
+enum db_revocations {
+	DB_REVOCATIONS_NONE,     /* no session ended elsewhere since the last call */
+	DB_REVOCATIONS_SOME,     /* one or more did */
+	DB_REVOCATIONS_UNKNOWN,  /* the connection is down: nobody can tell */
+};
+
 /*
- * Sessions ended elsewhere since the last call: 1 when a notification
- * arrived, 0 when none did, -1 when the connection is down (nobody can
- * tell). Never blocks. now_ms is the caller's monotonic clock: the socket
- * is looked at once per millisecond at most.
+ * The notifications of sessions ended elsewhere that arrived since the
+ * last call, without blocking; read_socket: look at the socket for new
+ * input first (one poll(2)), else only at what the last statement
+ * brought in.
  */
-int db_revocations_pending(long long now_ms);
+enum db_revocations db_revocations_read(int read_socket);
 
 /*
  * Monotonic ms since which the current connection has been listening for
@@ -179,34 +185,12 @@ enum kg_err db_login_finish(const struct db_login_finish *l, enum db_login_outco
     char expires_at[DB_TS_LEN], long *trimmed) KG_MUSTCHECK;
 /* A live token of an enabled user; KG_ENOTFOUND otherwise. */
 enum kg_err db_token_lookup(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
-/* A token's row read ahead by db_token_refresh_send, with what the cache needs to trust it. */
-struct db_refresh {
-	char key[DB_KEY_MAX];
-	struct db_token row;
-	long long as_of_ms;       /* the caller's, given to db_token_refresh_send */
-	unsigned long epoch;      /* likewise */
-};
-
-enum { DB_REFRESH_NONE, DB_REFRESH_ROW, DB_REFRESH_GONE };
-
 /*
- * Read key's row again and write last_used_at = now() if it is older than
- * touch_interval, in one statement, without waiting: the answer is read at
- * the connection's next use or when a later request looks for
- * notifications, and handed out by db_token_refresh_take. as_of_ms and
- * epoch travel with it. KG_EDB when it could not be sent.
+ * The same row read again, with last_used_at = now() written in the same
+ * statement if it is older than touch_interval (skipped, not waited for,
+ * while somebody holds the row locked). KG_ENOTFOUND: no longer live.
  */
-enum kg_err db_token_refresh_send(const char *key, int touch_interval, long long as_of_ms,
-    unsigned long epoch) KG_MUSTCHECK;
-/*
- * The last refresh answered since the previous call: DB_REFRESH_ROW (*out
- * filled), DB_REFRESH_GONE (out->key no longer a live token, or the
- * statement failed) or DB_REFRESH_NONE. An answer not taken before the
- * next one arrives is dropped: the entry then simply expires.
- */
-int db_token_refresh_take(struct db_refresh *out);
-/* Wait for the answer to the refresh that is out, if one is (then take it). */
-void db_token_refresh_finish(void);
+enum kg_err db_token_refresh(const char *key, int touch_interval, struct db_token *t) KG_MUSTCHECK;
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
 /*

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "router.h"
+#include "tokencheck.h"
 #include "scoreboard.h"
 
 /*
@@ -478,6 +479,8 @@ fcgi_serve(const struct conf *c, volatile sig_atomic_t *stop)
 		fcgi_close_promptly(&r, unix_socket, read_whole);
 		FCGX_Finish_r(&r);
 		atomic_fetch_add(&watch_done, 1);
+		/* A due last_used_at write or refresh: the client does not wait for it. */
+		tokencheck_after_response();
 		served++;
 	}
 	FCGX_Free(&r, 1);

@@ -18,7 +18,7 @@
 
 #include "api.h"
 #include "auth.h"
-#include "cache.h"
+#include "tokencheck.h"
 #include "conf.h"
 #include "db.h"
 #include "fcgi.h"
@@ -100,7 +100,8 @@ master_configure(const struct conf *c)
 		    c->common_passwords, kg_strerror(err));
 		return err;
 	}
-	if ((err = cache_configure((size_t)c->token_cache_size, c->token_cache_ttl)) != KG_OK) {
+	if ((err = tokencheck_configure((size_t)c->token_cache_size, c->token_cache_ttl,
+	    c->touch_interval)) != KG_OK) {
 		log_error("token cache: cannot allocate %ld entries", c->token_cache_size);
 		return err;
 	}

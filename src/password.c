@@ -25,6 +25,7 @@
 
 #include "crypto.h"
 #include "hashslot.h"
+#include "log.h"
 #include "password.h"
 #include "strength.h"
 
@@ -630,7 +631,12 @@ password_verify_dummy(const char *name, const char *pw, size_t len)
 	enum kg_err err;
 
 	if (state.ready) {
+		char params[64];
+
 		cl = dummy_class(name);
+		/* Which class: docs/OPERATIONS.md, checking the cost classes. */
+		password_dummy_params(name, params, sizeof(params));
+		log_debug("unknown user: dummy verify with %s", params);
 		/* The outcome is irrelevant; only the time spent matters. */
 		err = password_verify(cl != NULL ? cl->hash : state.dummy, pw, len);
 		(void)err;

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "db.h"
+#include "auth.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -81,7 +81,7 @@ router_error(struct response *resp, enum kg_err err)
 		resp->token_presented && err == KG_ETOKEN ? ", error=\"invalid_token\"" : "") != KG_OK)
 		log_warnx("cannot add WWW-Authenticate");
 	if (resp->status == 503 || resp->status == 429) {
-		long after = resp->retry_after > 0 ? resp->retry_after : db_retry_after();
+		long after = resp->retry_after > 0 ? resp->retry_after : auth_retry_after();
 		if (http_header_add(resp, "Retry-After", "%ld", after) != KG_OK)
 			log_warnx("cannot add Retry-After");
 	}

@@ -27,7 +27,6 @@ struct sb_table {
 	atomic_llong respawns;
 	atomic_llong slow;
 	atomic_int max_active;
-	atomic_ulong epoch;
 	int nslots;
 	struct sb_slot slots[SCOREBOARD_MAX];
 };
@@ -108,19 +107,6 @@ scoreboard_busy_since(int slot)
 	if (sb == NULL || slot < 0 || slot >= SCOREBOARD_MAX || !atomic_load(&sb->slots[slot].busy))
 		return 0;
 	return atomic_load(&sb->slots[slot].request_start_ms);
-}
-
-unsigned long
-scoreboard_epoch(void)
-{
-	return sb != NULL ? atomic_load(&sb->epoch) : 0;
-}
-
-void
-scoreboard_epoch_bump(void)
-{
-	if (sb != NULL)
-		atomic_fetch_add(&sb->epoch, 1);
 }
 
 void

@@ -35,14 +35,6 @@ void scoreboard_attach(int slot);
 void scoreboard_request_begin(long long now_ms);
 void scoreboard_request_end(long long ms, int slow);
 
-/*
- * The pool's revocation epoch: bumped by a worker that ended a session,
- * before it answers, so that every worker of this host stops trusting its
- * token cache at once.
- */
-unsigned long scoreboard_epoch(void);
-void scoreboard_epoch_bump(void);
-
 /* Add "pool" and "workers" to o (GET /status). */
 void scoreboard_report(struct json_obj *o);
 

@@ -4,7 +4,7 @@
  * takes a body (POST /join, /login, /logout, /password; copied from
  * src/api.c), and what parses is put through the checks the handlers and
  * auth_* apply before any database work: auth_username_valid,
- * auth_email_valid, auth_scopes_valid, auth_credentials with body
+ * auth_email_valid, auth_scopes_valid, credential_read with body
  * key/secret, password_normalize and password_check_policy.
  *
  * Invariants:
@@ -27,6 +27,7 @@
 #include <unistr.h>
 
 #include "auth.h"
+#include "credential.h"
 #include "api.h"
 #include "fuzz.h"
 #include "http.h"
@@ -235,55 +236,60 @@ static void
 check_body_credentials(const struct json_value *key, const struct json_value *secret)
 {
 	struct request req;
-	struct token t;
-	int presented = -1;
+	struct credential c;
 	enum kg_err err;
 
 	memset(&req, 0, sizeof(req));
 	req.content_length = -1;
-	err = auth_credentials(&req, key->str, secret->str, &t, &presented);
+	err = credential_read(&req, key->str, secret->str, &c);
 	if (key->str == NULL && secret->str == NULL) {
-		FUZZ_CHECK(err == KG_OK && presented == 0);
-		return;
+		FUZZ_CHECK(err == KG_OK && c.presented == 0);
+		goto out;
 	}
 	if (key->str == NULL || secret->str == NULL) {
-		FUZZ_CHECK(err == KG_EINPUT);
-		return;
+		FUZZ_CHECK(err == KG_EINPUT && c.missing != NULL);
+		goto out;
 	}
-	FUZZ_CHECK(presented == 1);
+	FUZZ_CHECK(c.presented == 1);
 	FUZZ_CHECK(err == KG_OK || err == KG_ETOKEN);
 	if (err == KG_OK) {
-		FUZZ_CHECK(strcmp(t.key, key->str) == 0);
-		FUZZ_CHECK(strcmp(t.secret, secret->str) == 0);
+		FUZZ_CHECK(strcmp(c.token.key, key->str) == 0);
+		FUZZ_CHECK(strcmp(c.token.secret, secret->str) == 0);
 	}
-	token_wipe(&t);
+out:
+	credential_wipe(&c);
 }
 
 static void
 check_handler(const struct json_field *fields, const struct json_value *v)
 {
 	if (fields == api_join_fields) {
-		FUZZ_CHECK(auth_username_valid(v[0].str) == ref_username_valid(v[0].str));
-		if (v[2].present)
-			FUZZ_CHECK(auth_email_valid(v[2].str) == ref_email_valid(v[2].str));
-		check_new_password(v[1].str, v[1].len, v[0].str);
+		FUZZ_CHECK(auth_username_valid(v[JOIN_USERNAME].str) ==
+		    ref_username_valid(v[JOIN_USERNAME].str));
+		if (v[JOIN_EMAIL].present)
+			FUZZ_CHECK(auth_email_valid(v[JOIN_EMAIL].str) ==
+			    ref_email_valid(v[JOIN_EMAIL].str));
+		check_new_password(v[JOIN_PASSWORD].str, v[JOIN_PASSWORD].len, v[JOIN_USERNAME].str);
 	} else if (fields == api_login_fields) {
-		if (v[0].present)
-			FUZZ_CHECK(auth_username_valid(v[0].str) == ref_username_valid(v[0].str));
-		if (v[3].present)
-			FUZZ_CHECK(auth_scopes_valid((const char *const *)v[3].strv, v[3].n) ==
-			    ref_scopes_valid(v[3].strv, v[3].n));
-		if (!v[0].present && !v[1].present)
-			check_body_credentials(&v[4], &v[5]);
+		if (v[LOGIN_USERNAME].present)
+			FUZZ_CHECK(auth_username_valid(v[LOGIN_USERNAME].str) ==
+			    ref_username_valid(v[LOGIN_USERNAME].str));
+		if (v[LOGIN_SCOPES].present)
+			FUZZ_CHECK(auth_scopes_valid((const char *const *)v[LOGIN_SCOPES].strv,
+			    v[LOGIN_SCOPES].n) == ref_scopes_valid(v[LOGIN_SCOPES].strv,
+			    v[LOGIN_SCOPES].n));
+		if (!v[LOGIN_USERNAME].present && !v[LOGIN_PASSWORD].present)
+			check_body_credentials(&v[LOGIN_KEY], &v[LOGIN_SECRET]);
 	} else if (fields == api_logout_fields) {
-		check_body_credentials(&v[0], &v[1]);
+		check_body_credentials(&v[LOGOUT_KEY], &v[LOGOUT_SECRET]);
 	} else if (fields == api_password_fields) {
 		char *norm = NULL;
 		size_t normlen = 0;
 
-		FUZZ_CHECK(password_normalize(v[0].str, v[0].len, &norm, &normlen) == KG_OK);
+		FUZZ_CHECK(password_normalize(v[PWCHANGE_CURRENT].str, v[PWCHANGE_CURRENT].len,
+		    &norm, &normlen) == KG_OK);
 		crypto_free_secret(norm);
-		check_new_password(v[1].str, v[1].len, "someone");
+		check_new_password(v[PWCHANGE_NEW].str, v[PWCHANGE_NEW].len, "someone");
 	}
 }
 

@@ -5,9 +5,9 @@
  * strings, in the order of enum part. Part i is passed as NULL (parameter
  * absent) unless flag bit i is set; a set bit with no part left gives "".
  * The parts fill a struct request (src/http.h) the way fcgi.c does and go
- * through what the handlers call: auth_credentials (Authorization: Bearer,
- * Key:+Secret:, body key/secret), the cookie path of api_authenticate
- * (http_cookie_get + token_parse), http_bearer, http_query_has_credentials,
+ * through what the handlers call: credential_read (Authorization: Bearer,
+ * Key:+Secret:, body key/secret, the cookie when nothing else is
+ * presented), http_cookie_get, http_bearer, http_query_has_credentials,
  * http_route_path, http_is_json, http_method_parse, token_parse,
  * token_from_parts and token_key_valid.
  *
@@ -15,8 +15,9 @@
  *  - a KG_OK token formats back (token_format) to a string that token_parse
  *    accepts, giving the same token; token_parse of a string that parsed
  *    gives back exactly that string; a refused token leaves zeros;
- *  - auth_credentials presents nothing only when no way was used, refuses
- *    two ways at once, and returns only KG_OK/KG_EINPUT/KG_ETOKEN;
+ *  - credential_read presents nothing only when no way was used (the cookie
+ *    counts only alone), refuses two ways at once, and returns only
+ *    KG_OK/KG_EINPUT/KG_ETOKEN/KG_ECSRF (the last for the cookie alone);
  *  - http_bearer's token lies inside the header, is not empty, has no white
  *    space and is followed by blanks only;
  *  - http_query_has_credentials never misses a parameter whose decoded name
@@ -30,7 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth.h"
+#include "credential.h"
 #include "fuzz.h"
 #include "http.h"
 #include "token.h"
@@ -238,25 +239,28 @@ check_cookie(const char *hdr, const struct request *req)
 static void
 check_credentials(const struct request *req, const char *bkey, const char *bsecret)
 {
-	struct token t;
-	int presented = -1, ways = 0;
+	struct credential c;
+	int ways;
 	enum kg_err err;
 
-	memset(&t, 0, sizeof(t));
-	err = auth_credentials(req, bkey, bsecret, &t, &presented);
-	FUZZ_CHECK(err == KG_OK || err == KG_EINPUT || err == KG_ETOKEN);
-	FUZZ_CHECK(presented == 0 || presented == 1);
+	err = credential_read(req, bkey, bsecret, &c);
+	FUZZ_CHECK(err == KG_OK || err == KG_EINPUT || err == KG_ETOKEN || err == KG_ECSRF);
+	FUZZ_CHECK(c.presented == 0 || c.presented == 1);
 	ways = (req->authorization != NULL) + (req->hdr_key != NULL || req->hdr_secret != NULL) +
 	    (bkey != NULL || bsecret != NULL);
-	if (ways == 0)
-		FUZZ_CHECK(err == KG_OK && presented == 0);
 	if (ways > 1)
 		FUZZ_CHECK(err == KG_EINPUT);
-	if (err == KG_OK && presented)
-		check_token(&t);
-	if (err == KG_OK && !presented)
+	if (ways > 0)
+		FUZZ_CHECK(!c.by_cookie);
+	if (err == KG_ECSRF)
+		FUZZ_CHECK(c.by_cookie && req->method != HTTP_GET && req->method != HTTP_HEAD);
+	if (err == KG_OK && c.presented)
+		check_token(&c.token);
+	if (err == KG_OK && !c.presented)
 		FUZZ_CHECK(ways == 0);
-	token_wipe(&t);
+	if ((bkey == NULL) != (bsecret == NULL))
+		FUZZ_CHECK(err == KG_EINPUT && c.missing != NULL);
+	credential_wipe(&c);
 }
 
 static void

@@ -104,7 +104,7 @@ def test_cache_size_survives_last_used_at_writes(keygate, pg, size, touch):
         # Sent once per touch_interval and pool (by each worker for itself
         # with the cache off), not once per check. (With the cache on, a
         # refresh in the entry's last quarter may do the write instead.)
-        writes = log.count(": last_used_at write sent")
+        writes = log.count(": last_used_at write claimed")
         bound = WORKERS * (int(elapsed / touch) + 2)
         assert writes <= bound, "%d writes in %.1fs (%d checks)" % (
             writes, elapsed, len(statuses))

@@ -4,15 +4,15 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "cache.h"
 #include "crypto.h"
-#include "scoreboard.h"
+#include "log.h"
 #include "token.h"
+#include "tokencheck.h"
 
 #define CACHE_WAYS 4      /* entries per set: see cache_places() */
 #define CACHE_PLACES (2 * CACHE_WAYS)
 #define CACHE_STRS 184    /* username, created_at, scopes and email, each NUL-ended */
-/* A refresh unanswered this long (dropped, failed) may be sent again by another worker. */
+/* A refresh claimed this long ago (its worker died, the statement failed) may be claimed again. */
 #define CACHE_REFRESH_RETRY_MS 1000
 
 /*
@@ -49,20 +49,56 @@ static struct cache_entry *cache;   /* MAP_SHARED: inherited by every worker */
 static atomic_uint_least64_t *cache_tags;
 static size_t cache_n, cache_bytes;
 static long long cache_ttl_ms;
-/*
- * Epoch and time as of the last lookup, taken before the database is
- * asked: a revocation that lands while the query runs then invalidates
- * what the query returned.
- */
-static unsigned long ticket_epoch;
-static long long ticket_ms;
+static int touch_interval;
+
+/* The epoch's segment: mapped once, for the life of the pool (reloads keep it). */
+static struct tokencheck_shared {
+	atomic_ulong epoch;
+} *shared;
+
+/* The ticket of the current check (see the glossary). */
+static struct {
+	unsigned long epoch;
+	long long ms;
+} ticket;
+
+/* When this worker last had the store read its socket for notifications. */
+static long long heard_ms = -1;
+
+/* The touch or refresh the last check left for after its response. */
+static struct {
+	char key[TOKEN_KEY_LEN + 1];
+	int due;
+} later;
+
+static unsigned long
+epoch_now(void)
+{
+	return shared != NULL ? atomic_load(&shared->epoch) : 0;
+}
+
+void
+tokencheck_revoked(void)
+{
+	if (shared != NULL)
+		atomic_fetch_add(&shared->epoch, 1);
+}
 
 enum kg_err
-cache_configure(size_t entries, int ttl_s)
+tokencheck_configure(size_t entries, int ttl_s, int touch_interval_s)
 {
 	void *p = NULL;
 	size_t bytes;
 
+	if (shared == NULL) {
+		p = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		    -1, 0);
+		if (p == MAP_FAILED)
+			return KG_ENOMEM;
+		shared = p;
+		atomic_init(&shared->epoch, 0);
+		p = NULL;
+	}
 	/*
 	 * Whole sets: cache_places() divides by their number. 0 is off; any
 	 * other size keeps at least one set, so that a small size is a small
@@ -74,7 +110,9 @@ cache_configure(size_t entries, int ttl_s)
 	bytes = entries * (sizeof(struct cache_entry) + sizeof(*cache_tags));
 	/*
 	 * A fresh mapping for every configuration: workers forked before keep
-	 * the old one until they leave, so nobody resizes memory in use.
+	 * the old one until they leave, so nobody resizes memory in use. The
+	 * epoch stays: a revocation by one of them still kills what the new
+	 * workers cache.
 	 */
 	if (entries > 0) {
 		p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -88,6 +126,8 @@ cache_configure(size_t entries, int ttl_s)
 	cache_n = entries;
 	cache_bytes = bytes;
 	cache_ttl_ms = (long long)ttl_s * 1000;
+	touch_interval = touch_interval_s;
+	later.due = 0;
 	/* Only the cache needs to hear of revocations: unread notifications pile up. */
 	db_listen_for_revocations(cache_n > 0);
 	return KG_OK;
@@ -209,7 +249,7 @@ cache_fresh(const struct cache_entry *e, long long now_ms)
 {
 	long long now = (long long)time(NULL);
 
-	return e->epoch == ticket_epoch &&
+	return e->epoch == ticket.epoch &&
 	    /* Read after this worker began listening: no revocation since could pass it by. */
 	    e->as_of_ms >= db_listening_since() &&
 	    now_ms < e->until_ms &&
@@ -231,29 +271,36 @@ cache_unpack(char *dst, size_t dstsz, const char *strs, size_t *off)
 	*off += len + 1;
 }
 
-static void cache_take_refresh(void);
+/*
+ * Take the ticket: the store's notifications first (I2), then the epoch
+ * and the time. 1 when the cache may be trusted now (I3): the store could
+ * tell, and nothing arrived. The socket is read once per millisecond at
+ * most: a worker answering thousands of checks a second from the cache
+ * would otherwise spend a system call on each, and a notification is
+ * already milliseconds on its way.
+ */
+static int
+tokencheck_ticket(void)
+{
+	long long now = kg_monotonic_ms();
+	enum db_revocations r = db_revocations_read(now != heard_ms);
 
-int
+	heard_ms = now;
+	if (r == DB_REVOCATIONS_SOME)
+		tokencheck_revoked();
+	ticket.epoch = epoch_now();
+	ticket.ms = now;
+	return r == DB_REVOCATIONS_NONE;
+}
+
+/* key's entry as a row, if it may be served under the ticket (I1, I4, I6): 1 and *row. */
+static int
 cache_lookup(const char *key, struct db_token *row)
 {
 	struct cache_entry e;
 	size_t off = 0;
-	int pending;
 
-	if (cache_off())
-		return 0;
-	ticket_ms = kg_monotonic_ms();
-	/*
-	 * Sessions ended elsewhere: forget everything before trusting anything.
-	 * Looked for on every check (one poll(2)), so that a revocation from
-	 * the command line or another host counts from the moment it arrives.
-	 */
-	pending = db_revocations_pending(ticket_ms);
-	if (pending > 0)
-		scoreboard_epoch_bump();
-	ticket_epoch = scoreboard_epoch();
-	cache_take_refresh();
-	if (pending != 0 || !cache_read(key, &e) || !cache_fresh(&e, ticket_ms))
+	if (!cache_read(key, &e) || !cache_fresh(&e, ticket.ms))
 		return 0;
 	memset(row, 0, sizeof(*row));
 	row->user_id = e.user_id;
@@ -315,7 +362,7 @@ cache_victim(const char *key, uint64_t *tag)
 		return e;
 	e = p[0];
 	for (i = 0; i < CACHE_PLACES; i++) {
-		if (p[i]->epoch != ticket_epoch || p[i]->key[0] == '\0')
+		if (p[i]->epoch != ticket.epoch || p[i]->key[0] == '\0')
 			return p[i];
 		if (p[i]->as_of_ms < e->as_of_ms)
 			e = p[i];
@@ -377,66 +424,15 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	cache_unlock(e, s);
 }
 
-void
-cache_store(const char *key, const struct db_token *row)
-{
-	int pending;
-
-	if (cache_off())
-		return;
-	if ((pending = db_revocations_pending(kg_monotonic_ms())) != 0) {
-		if (pending > 0)
-			scoreboard_epoch_bump();
-		return;
-	}
-	cache_put(key, row, ticket_ms, ticket_epoch);
-}
-
-/*
- * Put the answer to a refresh sent earlier (by this worker) into the cache;
- * with the cache off, only take it (the write was all that mattered).
- */
-static void
-cache_take_refresh(void)
-{
-	struct db_refresh r;
-	int got = db_token_refresh_take(&r);
-
-	if (cache_off())
-		return;
-	switch (got) {
-	case DB_REFRESH_ROW:
-		/* From before a revocation: dead on arrival, keep what is there. */
-		if (r.epoch == ticket_epoch)
-			cache_put(r.key, &r.row, r.as_of_ms, r.epoch);
-		break;
-	case DB_REFRESH_GONE:
-		cache_forget(r.key);
-		break;
-	default:
-		break;
-	}
-}
-
-enum kg_err
-cache_refresh_send(const char *key, int touch_interval)
-{
-	/* One refresh out at a time: the last one's answer first, not dropped. */
-	db_token_refresh_finish();
-	cache_take_refresh();
-	/* As of this request's lookup: earlier than the statement's snapshot. */
-	return db_token_refresh_send(key, touch_interval, ticket_ms, ticket_epoch);
-}
-
 /* Is e in the last quarter of its life, and not claimed for a refresh lately? */
 static int
 cache_refresh_due(const struct cache_entry *e)
 {
-	return ticket_ms >= e->until_ms - cache_ttl_ms / 4 &&
-	    (e->refresh_ms == 0 || ticket_ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS);
+	return ticket.ms >= e->until_ms - cache_ttl_ms / 4 &&
+	    (e->refresh_ms == 0 || ticket.ms - e->refresh_ms >= CACHE_REFRESH_RETRY_MS);
 }
 
-int
+static int
 cache_claim_refresh(const char *key)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
@@ -444,7 +440,7 @@ cache_claim_refresh(const char *key)
 	int claimed = 0;
 	long s;
 
-	if (cache_off() || (e = cache_find(key, p, &tag)) == NULL)
+	if ((e = cache_find(key, p, &tag)) == NULL)
 		return 0;
 	/*
 	 * Unlocked first: most hits are far from their entry's end, and the
@@ -453,14 +449,14 @@ cache_claim_refresh(const char *key)
 	if (!cache_refresh_due(e) || (s = cache_lock(e)) < 0)
 		return 0;
 	if (cache_is(e, tag, key) && cache_refresh_due(e)) {
-		e->refresh_ms = ticket_ms;
+		e->refresh_ms = ticket.ms;
 		claimed = 1;
 	}
 	cache_unlock(e, s);
 	return claimed;
 }
 
-int
+static int
 cache_claim_touch(const char *key, long long seen, long long now)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
@@ -468,8 +464,6 @@ cache_claim_touch(const char *key, long long seen, long long now)
 	int claimed = 0;
 	long s;
 
-	if (cache_off())
-		return 1;
 	if ((e = cache_find(key, p, &tag)) == NULL || (s = cache_lock(e)) < 0)
 		return 0;
 	/*
@@ -481,14 +475,14 @@ cache_claim_touch(const char *key, long long seen, long long now)
 	 */
 	if (cache_is(e, tag, key) && e->last_used_at == seen) {
 		e->last_used_at = now;
-		e->refresh_ms = ticket_ms;
+		e->refresh_ms = ticket.ms;
 		claimed = 1;
 	}
 	cache_unlock(e, s);
 	return claimed;
 }
 
-void
+static void
 cache_forget(const char *key)
 {
 	struct cache_entry *p[CACHE_PLACES], *e;
@@ -505,8 +499,84 @@ cache_forget(const char *key)
 	cache_unlock(e, s);
 }
 
-void
-cache_revoked(void)
+/* Leave key's touch or refresh for after the response. */
+static void
+tokencheck_later(const char *key, const char *what)
 {
-	scoreboard_epoch_bump();
+	(void)kg_strlcpy(later.key, key, sizeof(later.key));
+	later.due = 1;
+	log_debug("token %s: %s claimed", key, what);
+}
+
+enum kg_err
+tokencheck_verify(const struct token *t, struct db_token *row)
+{
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	enum kg_err err;
+	long long now;
+	int cached = 0;
+
+	later.due = 0;
+	if (!cache_off() && tokencheck_ticket())
+		cached = cache_lookup(t->key, row);
+	log_debug("token %s: cache %s", t->key, cached ? "hit" : "miss");
+	if (!cached) {
+		err = db_token_lookup(t->key, touch_interval, row);
+		if (err == KG_ENOTFOUND)
+			return KG_ETOKEN;
+		if (err != KG_OK)
+			return err;
+	}
+	token_digest(t, digest);
+	if (!crypto_equal(digest, row->digest, sizeof(digest)))
+		return KG_ETOKEN;
+	if (!cached) {
+		/*
+		 * Due by the store's clock: the entry says written now, so that
+		 * no other worker claims it meanwhile (I7). With the cache off
+		 * every worker may find it due; the statement writes it once.
+		 */
+		if (row->needs_touch) {
+			row->last_used_at = (long long)time(NULL);
+			tokencheck_later(t->key, "last_used_at write");
+		}
+		if (!cache_off())
+			cache_put(t->key, row, ticket.ms, ticket.epoch);
+		return KG_OK;
+	}
+	now = (long long)time(NULL);
+	if (now - row->last_used_at >= touch_interval &&
+	    cache_claim_touch(t->key, row->last_used_at, now))
+		tokencheck_later(t->key, "last_used_at write");
+	else if (cache_claim_refresh(t->key))
+		tokencheck_later(t->key, "refresh");
+	return KG_OK;
+}
+
+void
+tokencheck_after_response(void)
+{
+	struct db_token row;
+	enum kg_err err;
+
+	if (!later.due)
+		return;
+	later.due = 0;
+	/* A ticket of its own: the answer is as old as this statement, not the request. */
+	if (!cache_off())
+		(void)tokencheck_ticket();
+	err = db_token_refresh(later.key, touch_interval, &row);
+	if (err != KG_OK) {
+		/* Gone (I8), or not written: the next check reads it from the store. */
+		if (err != KG_ENOTFOUND)
+			log_warnx("could not record token use");
+		if (!cache_off())
+			cache_forget(later.key);
+		return;
+	}
+	/* Due: written now, or skipped (row locked) until the next touch_interval. */
+	if (row.needs_touch)
+		row.last_used_at = (long long)time(NULL);
+	if (!cache_off())
+		cache_put(later.key, &row, ticket.ms, ticket.epoch);
 }
