@@ -26,22 +26,19 @@ static struct {
 	int cookie_secure;
 	char cookie_path[256];
 	int lifetime, remember_lifetime;
-	struct http_origins origins;
+	struct addr_origins origins;
 } api_web;
 
 enum kg_err
 api_configure(const struct conf *c)
 {
-	enum kg_err err;
 	int n;
 
-	if ((err = addr_list_parse(c->status_allow, &api_status_allow)) != KG_OK)
-		return err;
-	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
-		return err;
+	/* conf_load parsed the lists: copies, so that c may go. */
+	api_status_allow = c->status_allow_list;
+	api_trusted_proxies = c->trusted_proxies_list;
 	api_ipv6_prefix = (unsigned)c->throttle_ipv6_prefix;
-	if ((err = http_origins_parse(c->allowed_origins, &api_web.origins)) != KG_OK)
-		return err;
+	api_web.origins = c->origins;
 	(void)snprintf(api_web.cookie_name, sizeof(api_web.cookie_name), "%s", c->cookie_name);
 	api_web.cookie_secure = c->cookie_secure;
 	n = snprintf(api_web.cookie_path, sizeof(api_web.cookie_path), "%s",
