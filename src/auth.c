@@ -425,7 +425,7 @@ auth_check_password(enum kg_err lookup, const char *subject, const char *passwor
 		 * maps to: timing says nothing about existence, also while
 		 * dormant accounts keep hashes of older parameters.
 		 */
-		if (log_enabled(LOG_LVL_DEBUG)) {
+		{
 			char params[64];
 			password_dummy_params(subject, params, sizeof(params));
 			log_debug("unknown user: dummy verify with %s", params);

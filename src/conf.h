@@ -54,7 +54,7 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
-	long token_cache_size;            /* pool-wide; 0 = off, else a multiple of 4 (min 4) */
+	long token_cache_size;            /* shared by the pool; 0 = off, else whole sets of 4 (1-7: one) */
 	int token_cache_ttl;              /* seconds */
 	/* abuse resistance */
 	int login_max_failures;

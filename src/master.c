@@ -604,7 +604,7 @@ master_run(const char *conf_file, struct conf *c)
 		return 1;
 	if (master_drop_privileges(c) != 0)
 		goto out;
-	if (scoreboard_init(c->workers == 1 ? 1 : SCOREBOARD_MAX) != KG_OK) {
+	if (scoreboard_init() != KG_OK) {
 		log_warn("scoreboard");
 		goto out;
 	}
