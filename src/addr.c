@@ -185,3 +185,31 @@ addr_throttle_key(const char *ip, unsigned v6_prefix, char *out, size_t outsz)
 	if (w < 0 || (size_t)w >= outsz)
 		(void)snprintf(out, outsz, "%s", ADDR_KEY_UNKNOWN);
 }
+
+enum kg_err
+addr_origins_parse(const char *spec, struct addr_origins *out)
+{
+	const char *p = spec;
+
+	out->n = 0;
+	while (*p != '\0') {
+		size_t w, len;
+
+		p += strspn(p, " ,\t");
+		w = strcspn(p, " ,\t");
+		if (w == 0)
+			break;
+		len = w;
+		while (len > 0 && p[len - 1] == '/')
+			len--;
+		if (len >= ADDR_ORIGIN_LEN || out->n == ADDR_ORIGINS_MAX ||
+		    (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) ||
+		    memchr(p + 8, '/', len > 8 ? len - 8 : 0) != NULL)
+			return KG_ECONFIG;
+		memcpy(out->v[out->n], p, len);
+		out->v[out->n][len] = '\0';
+		out->n++;
+		p += w;
+	}
+	return KG_OK;
+}

@@ -1,6 +1,7 @@
 /*
- * addr: client addresses, CIDR lists (status_allow, trusted proxies) and
- * the keys per-address limits count under.
+ * addr: client addresses, CIDR lists (status_allow, trusted proxies), the
+ * keys per-address limits count under, and the list of web origins
+ * (allowed_origins) that conf parses and http matches against.
  */
 #ifndef ADDR_H
 #define ADDR_H
@@ -48,5 +49,21 @@ void addr_client(const char *remote, const char *xff, const struct addr_list *tr
  * anything else (NULL, "", not an address) as ADDR_KEY_UNKNOWN.
  */
 void addr_throttle_key(const char *ip, unsigned v6_prefix, char *out, size_t outsz);
+
+#define ADDR_ORIGINS_MAX 32
+#define ADDR_ORIGIN_LEN 256
+
+/* allowed_origins: exact "scheme://host[:port]" strings, without a trailing '/'. */
+struct addr_origins {
+	char v[ADDR_ORIGINS_MAX][ADDR_ORIGIN_LEN];
+	size_t n;
+};
+
+/*
+ * Parse a space- or comma-separated list of http(s) origins into out (its
+ * trailing slashes dropped). KG_ECONFIG on anything else, on a path, or on
+ * more than ADDR_ORIGINS_MAX of them.
+ */
+enum kg_err addr_origins_parse(const char *spec, struct addr_origins *out) KG_MUSTCHECK;
 
 #endif

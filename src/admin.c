@@ -11,8 +11,8 @@
 #include "conf.h"
 #include "crypto.h"
 #include "json.h"
-#include "master.h"
 #include "password.h"
+#include "setup.h"
 
 /* Events are recorded as coming from the command line, without an address. */
 static struct auth_client admin_client = { NULL, "keygate-cli", 0, NULL };
@@ -552,7 +552,7 @@ admin_main(const struct conf *c, int argc, char **argv)
 			return admin_usage_of(stdout, argv[0], sub, ADMIN_OK);
 		}
 	}
-	if (master_configure(c) != KG_OK)
+	if (setup_cli(c) != KG_OK)
 		return ADMIN_EUSAGE;
 	if (auth_store_ready() != KG_OK)
 		return admin_fail(argv[0], KG_EDB);

@@ -34,10 +34,9 @@ api_configure(const struct conf *c)
 	enum kg_err err;
 	int n;
 
-	if ((err = addr_list_parse(c->status_allow, &api_status_allow)) != KG_OK)
-		return err;
-	if ((err = addr_list_parse(c->trusted_proxies, &api_trusted_proxies)) != KG_OK)
-		return err;
+	/* conf_load parsed the lists: copies, so that c may go. */
+	api_status_allow = c->status_allow_list;
+	api_trusted_proxies = c->trusted_proxies_list;
 	api_ipv6_prefix = (unsigned)c->throttle_ipv6_prefix;
 	if ((err = credential_configure(c)) != KG_OK)
 		return err;

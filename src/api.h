@@ -31,7 +31,10 @@ extern const size_t api_join_nfields, api_login_nfields, api_logout_nfields,
 
 typedef enum kg_err (*api_handler)(struct request *req, struct response *resp);
 
-/* Take the settings handlers need (status_allow, ...). KG_ECONFIG on a bad list. */
+/*
+ * Take the settings handlers need (the lists conf_load parsed, cookie mode),
+ * as copies: c may go. KG_ECONFIG when base_path is too long for a cookie Path.
+ */
 enum kg_err api_configure(const struct conf *c) KG_MUSTCHECK;
 
 /* OPTIONS preflight from an allowed origin: 204 with the allowed methods and headers. */

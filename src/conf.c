@@ -10,7 +10,6 @@
 
 #include "addr.h"
 #include "conf.h"
-#include "http.h"
 
 #ifndef KG_SYSCONFDIR
 #define KG_SYSCONFDIR "/etc"
@@ -33,6 +32,8 @@ struct conf_key {
 	const char *def;
 	long min, max;      /* numeric bounds */
 	const char *choices; /* CT_CHOICE: space-separated */
+	size_t parsed;      /* CT_CIDRS, CT_ORIGINS: offset of the parsed list */
+	int restart;        /* 1: a reload keeps the running value (conf_keep_restart_keys) */
 };
 
 /* inih's line buffer is INI_MAX_LINE (200) bytes with its newline and NUL. */
@@ -40,60 +41,64 @@ struct conf_key {
 
 #define O(f) offsetof(struct conf, f)
 #define S(f) sizeof(((struct conf *)0)->f)
+/* How a key ends its row: reloadable, only on restart, a parsed list (reloadable). */
+#define RELOAD 0, 0
+#define RESTART 0, 1
+#define LIST(f) O(f), 0
 
 /*
  * The single source of truth for configuration keys: the shipped
- * conf/keygate.conf and keygate.conf(5) document exactly these (a test
- * compares them).
+ * conf/keygate.conf and keygate.conf(5) document exactly these, and mark
+ * [restart] exactly the RESTART ones (test_docs.py compares them).
  */
 static const struct conf_key conf_table[] = {
-	{ "listen", CT_STR, O(listen), S(listen), "/run/keygate/keygate.sock", 0, 0, NULL },
-	{ "listen_mode", CT_OCTAL, O(listen_mode), 0, "0660", 0, 0777, NULL },
-	{ "listen_group", CT_STR, O(listen_group), S(listen_group), "", 0, 0, NULL },
-	{ "backlog", CT_INT, O(backlog), 0, "128", 1, 65535, NULL },
-	{ "user", CT_STR, O(user), S(user), "", 0, 0, NULL },
-	{ "workers", CT_INT, O(workers), 0, "4", 1, 256, NULL },
-	{ "max_requests", CT_LONG, O(max_requests), 0, "100000", 0, LONG_MAX, NULL },
-	{ "request_timeout", CT_DURATION, O(request_timeout), 0, "30", 1, 86400, NULL },
-	{ "shutdown_timeout", CT_DURATION, O(shutdown_timeout), 0, "30", 1, 3600, NULL },
-	{ "slow_request", CT_INT, O(slow_request), 0, "1000", 1, 3600000, NULL },
-	{ "status_allow", CT_CIDRS, O(status_allow), S(status_allow), "127.0.0.0/8 ::1", 0, 0, NULL },
-	{ "base_path", CT_STR, O(base_path), S(base_path), "/api", 0, 0, NULL },
-	{ "max_body", CT_LONG, O(max_body), 0, "16384", 256, 1048576, NULL },
-	{ "log_target", CT_CHOICE, O(log_target), S(log_target), "stderr", 0, 0, "stderr syslog" },
-	{ "log_level", CT_CHOICE, O(log_level), S(log_level), "info", 0, 0, "debug info warn error" },
-	{ "database", CT_STR, O(database), S(database), "dbname=keygate", 0, 0, NULL },
-	{ "db_connect_timeout", CT_DURATION, O(db_connect_timeout), 0, "5", 1, 600, NULL },
-	{ "statement_timeout", CT_INT, O(statement_timeout), 0, "5000", 0, 3600000, NULL },
-	{ "db_retry_max", CT_DURATION, O(db_retry_max), 0, "5", 1, 600, NULL },
-	{ "migrations_dir", CT_STR, O(migrations_dir), S(migrations_dir), KG_DATADIR "/migrations", 0, 0, NULL },
-	{ "password_min_length", CT_INT, O(password_min_length), 0, "15", 8, 128, NULL },
-	{ "common_passwords", CT_STR, O(common_passwords), S(common_passwords), KG_DATADIR "/common-passwords.txt", 0, 0, NULL },
-	{ "password_min_guesses_log10", CT_INT, O(password_min_guesses_log10), 0, "8", 0, 40, NULL },
-	{ "argon2_memory", CT_LONG, O(argon2_memory), 0, "19456", 8, 4194304, NULL },
-	{ "argon2_iterations", CT_INT, O(argon2_iterations), 0, "2", 1, 64, NULL },
-	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL },
-	{ "hash_concurrency", CT_INT, O(hash_concurrency), 0, "0", 0, 1024, NULL },
-	{ "max_tokens_per_user", CT_INT, O(max_tokens_per_user), 0, "10", 1, 10000, NULL },
-	{ "token_idle_timeout", CT_DURATION, O(token_idle_timeout), 0, "30m", 1, 31536000, NULL },
-	{ "token_lifetime", CT_DURATION, O(token_lifetime), 0, "12h", 1, 31536000, NULL },
-	{ "remember_idle_timeout", CT_DURATION, O(remember_idle_timeout), 0, "7d", 1, 31536000, NULL },
-	{ "remember_lifetime", CT_DURATION, O(remember_lifetime), 0, "30d", 1, 31536000, NULL },
-	{ "touch_interval", CT_DURATION, O(touch_interval), 0, "60", 0, 86400, NULL },
-	{ "token_cache_size", CT_LONG, O(token_cache_size), 0, "16384", 0, 1048576, NULL },
-	{ "token_cache_ttl", CT_DURATION, O(token_cache_ttl), 0, "120", 1, 3600, NULL },
-	{ "login_max_failures", CT_INT, O(login_max_failures), 0, "5", 1, 1000, NULL },
-	{ "login_failure_window", CT_DURATION, O(login_failure_window), 0, "15m", 1, 86400, NULL },
-	{ "login_delay", CT_DURATION, O(login_delay), 0, "30", 1, 86400, NULL },
-	{ "login_max_delay", CT_DURATION, O(login_max_delay), 0, "15m", 1, 86400, NULL },
-	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL },
-	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL },
-	{ "throttle_ipv6_prefix", CT_INT, O(throttle_ipv6_prefix), 0, "64", 1, 128, NULL },
-	{ "trusted_proxies", CT_CIDRS, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL },
-	{ "cookie_name", CT_STR, O(cookie_name), S(cookie_name), "keygate_token", 0, 0, NULL },
-	{ "cookie_secure", CT_INT, O(cookie_secure), 0, "1", 0, 1, NULL },
-	{ "allowed_origins", CT_ORIGINS, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL },
-	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL },
+	{ "listen", CT_STR, O(listen), S(listen), "/run/keygate/keygate.sock", 0, 0, NULL, RESTART },
+	{ "listen_mode", CT_OCTAL, O(listen_mode), 0, "0660", 0, 0777, NULL, RESTART },
+	{ "listen_group", CT_STR, O(listen_group), S(listen_group), "", 0, 0, NULL, RESTART },
+	{ "backlog", CT_INT, O(backlog), 0, "128", 1, 65535, NULL, RESTART },
+	{ "user", CT_STR, O(user), S(user), "", 0, 0, NULL, RESTART },
+	{ "workers", CT_INT, O(workers), 0, "4", 1, 256, NULL, RELOAD },
+	{ "max_requests", CT_LONG, O(max_requests), 0, "100000", 0, LONG_MAX, NULL, RELOAD },
+	{ "request_timeout", CT_DURATION, O(request_timeout), 0, "30", 1, 86400, NULL, RELOAD },
+	{ "shutdown_timeout", CT_DURATION, O(shutdown_timeout), 0, "30", 1, 3600, NULL, RELOAD },
+	{ "slow_request", CT_INT, O(slow_request), 0, "1000", 1, 3600000, NULL, RELOAD },
+	{ "status_allow", CT_CIDRS, O(status_allow), S(status_allow), "127.0.0.0/8 ::1", 0, 0, NULL, LIST(status_allow_list) },
+	{ "base_path", CT_STR, O(base_path), S(base_path), "/api", 0, 0, NULL, RELOAD },
+	{ "max_body", CT_LONG, O(max_body), 0, "16384", 256, 1048576, NULL, RELOAD },
+	{ "log_target", CT_CHOICE, O(log_target), S(log_target), "stderr", 0, 0, "stderr syslog", RELOAD },
+	{ "log_level", CT_CHOICE, O(log_level), S(log_level), "info", 0, 0, "debug info warn error", RELOAD },
+	{ "database", CT_STR, O(database), S(database), "dbname=keygate", 0, 0, NULL, RELOAD },
+	{ "db_connect_timeout", CT_DURATION, O(db_connect_timeout), 0, "5", 1, 600, NULL, RELOAD },
+	{ "statement_timeout", CT_INT, O(statement_timeout), 0, "5000", 0, 3600000, NULL, RELOAD },
+	{ "db_retry_max", CT_DURATION, O(db_retry_max), 0, "5", 1, 600, NULL, RELOAD },
+	{ "migrations_dir", CT_STR, O(migrations_dir), S(migrations_dir), KG_DATADIR "/migrations", 0, 0, NULL, RELOAD },
+	{ "password_min_length", CT_INT, O(password_min_length), 0, "15", 8, 128, NULL, RELOAD },
+	{ "common_passwords", CT_STR, O(common_passwords), S(common_passwords), KG_DATADIR "/common-passwords.txt", 0, 0, NULL, RELOAD },
+	{ "password_min_guesses_log10", CT_INT, O(password_min_guesses_log10), 0, "8", 0, 40, NULL, RELOAD },
+	{ "argon2_memory", CT_LONG, O(argon2_memory), 0, "19456", 8, 4194304, NULL, RELOAD },
+	{ "argon2_iterations", CT_INT, O(argon2_iterations), 0, "2", 1, 64, NULL, RELOAD },
+	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL, RELOAD },
+	{ "hash_concurrency", CT_INT, O(hash_concurrency), 0, "0", 0, 1024, NULL, RESTART },
+	{ "max_tokens_per_user", CT_INT, O(max_tokens_per_user), 0, "10", 1, 10000, NULL, RELOAD },
+	{ "token_idle_timeout", CT_DURATION, O(token_idle_timeout), 0, "30m", 1, 31536000, NULL, RELOAD },
+	{ "token_lifetime", CT_DURATION, O(token_lifetime), 0, "12h", 1, 31536000, NULL, RELOAD },
+	{ "remember_idle_timeout", CT_DURATION, O(remember_idle_timeout), 0, "7d", 1, 31536000, NULL, RELOAD },
+	{ "remember_lifetime", CT_DURATION, O(remember_lifetime), 0, "30d", 1, 31536000, NULL, RELOAD },
+	{ "touch_interval", CT_DURATION, O(touch_interval), 0, "60", 0, 86400, NULL, RELOAD },
+	{ "token_cache_size", CT_LONG, O(token_cache_size), 0, "16384", 0, 1048576, NULL, RELOAD },
+	{ "token_cache_ttl", CT_DURATION, O(token_cache_ttl), 0, "120", 1, 3600, NULL, RELOAD },
+	{ "login_max_failures", CT_INT, O(login_max_failures), 0, "5", 1, 1000, NULL, RELOAD },
+	{ "login_failure_window", CT_DURATION, O(login_failure_window), 0, "15m", 1, 86400, NULL, RELOAD },
+	{ "login_delay", CT_DURATION, O(login_delay), 0, "30", 1, 86400, NULL, RELOAD },
+	{ "login_max_delay", CT_DURATION, O(login_max_delay), 0, "15m", 1, 86400, NULL, RELOAD },
+	{ "login_max_per_address", CT_INT, O(login_max_per_address), 0, "100", 1, 1000000, NULL, RELOAD },
+	{ "join_max_per_address", CT_INT, O(join_max_per_address), 0, "20", 1, 1000000, NULL, RELOAD },
+	{ "throttle_ipv6_prefix", CT_INT, O(throttle_ipv6_prefix), 0, "64", 1, 128, NULL, RELOAD },
+	{ "trusted_proxies", CT_CIDRS, O(trusted_proxies), S(trusted_proxies), "", 0, 0, NULL, LIST(trusted_proxies_list) },
+	{ "cookie_name", CT_STR, O(cookie_name), S(cookie_name), "keygate_token", 0, 0, NULL, RELOAD },
+	{ "cookie_secure", CT_INT, O(cookie_secure), 0, "1", 0, 1, NULL, RELOAD },
+	{ "allowed_origins", CT_ORIGINS, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL, LIST(origins) },
+	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL, RELOAD },
 };
 
 #define CONF_NKEYS (sizeof(conf_table) / sizeof(conf_table[0]))
@@ -163,13 +168,16 @@ conf_choice_ok(const char *choices, const char *v)
 	return 0;
 }
 
-/* Store value for key k into c; writes the reason into why on failure. */
+/*
+ * Store value for key k into c (a list also parsed, into its k->parsed);
+ * writes the reason into why on failure, leaving c as it was.
+ */
 static int
 conf_set(struct conf *c, const struct conf_key *k, const char *value, const char **why)
 {
 	char *base = (char *)c + k->off;
 	struct addr_list cidrs;
-	struct http_origins origins;
+	struct addr_origins origins;
 	long v;
 
 	switch (k->type) {
@@ -177,15 +185,22 @@ conf_set(struct conf *c, const struct conf_key *k, const char *value, const char
 	case CT_CHOICE:
 	case CT_CIDRS:
 	case CT_ORIGINS:
+		if ((k->type == CT_CIDRS || k->type == CT_ORIGINS) && k->parsed == 0) {
+			*why = "internal error: a list without LIST() in conf_table";
+			return -1;
+		}
 		if (k->type == CT_CHOICE && !conf_choice_ok(k->choices, value)) {
 			*why = "not one of the allowed values";
 			return -1;
 		}
+		/* Zeroed first: equal configurations are equal bytes (conf_test compares them). */
+		memset(&cidrs, 0, sizeof(cidrs));
+		memset(&origins, 0, sizeof(origins));
 		if (k->type == CT_CIDRS && addr_list_parse(value, &cidrs) != KG_OK) {
 			*why = "not a list of addresses or CIDR networks";
 			return -1;
 		}
-		if (k->type == CT_ORIGINS && http_origins_parse(value, &origins) != KG_OK) {
+		if (k->type == CT_ORIGINS && addr_origins_parse(value, &origins) != KG_OK) {
 			*why = "not a list of http(s)://host[:port] origins";
 			return -1;
 		}
@@ -194,6 +209,10 @@ conf_set(struct conf *c, const struct conf_key *k, const char *value, const char
 			return -1;
 		}
 		memcpy(base, value, strlen(value) + 1);
+		if (k->type == CT_CIDRS)
+			memcpy((char *)c + k->parsed, &cidrs, sizeof(cidrs));
+		else if (k->type == CT_ORIGINS)
+			memcpy((char *)c + k->parsed, &origins, sizeof(origins));
 		return 0;
 	case CT_INT:
 	case CT_LONG:
@@ -403,6 +422,74 @@ conf_load(const char *path, struct conf *c, char *err, size_t errsz)
 	if (conf_check(c, err, errsz) != 0)
 		return KG_ECONFIG;
 	return KG_OK;
+}
+
+/* Bytes of k's value in struct conf. */
+static size_t
+conf_value_size(const struct conf_key *k)
+{
+	switch (k->type) {
+	case CT_STR:
+	case CT_CHOICE:
+	case CT_CIDRS:
+	case CT_ORIGINS:
+		return k->size;
+	case CT_LONG:
+		return sizeof(long);
+	case CT_OCTAL:
+		return sizeof(unsigned);
+	default:
+		return sizeof(int);
+	}
+}
+
+/* 1 when k has the same value in a and b (a string up to its NUL). */
+static int
+conf_value_equal(const struct conf *a, const struct conf *b, const struct conf_key *k)
+{
+	const char *va = (const char *)a + k->off, *vb = (const char *)b + k->off;
+
+	if (k->size > 0)
+		return strcmp(va, vb) == 0;
+	return memcmp(va, vb, conf_value_size(k)) == 0;
+}
+
+int
+conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed,
+    size_t changedsz)
+{
+	size_t i, used = 0;
+	int n = 0, cut = 0;
+
+	if (changedsz > 0)
+		changed[0] = '\0';
+	for (i = 0; i < CONF_NKEYS; i++) {
+		const struct conf_key *k = &conf_table[i];
+
+		if (!k->restart)
+			continue;
+		if (!conf_value_equal(old, next, k)) {
+			int w = snprintf(changed + used, changedsz - used, "%s%s", n > 0 ? ", " : "",
+			    k->name);
+
+			if (!cut && w > 0 && used + (size_t)w < changedsz) {
+				used += (size_t)w;
+			} else {
+				cut = 1;
+				if (changedsz > 0)
+					changed[used] = '\0'; /* no half a name */
+			}
+			n++;
+		}
+		memcpy((char *)next + k->off, (const char *)old + k->off, conf_value_size(k));
+		if (k->type == CT_CIDRS)
+			memcpy((char *)next + k->parsed, (const char *)old + k->parsed,
+			    sizeof(struct addr_list));
+		else if (k->type == CT_ORIGINS)
+			memcpy((char *)next + k->parsed, (const char *)old + k->parsed,
+			    sizeof(struct addr_origins));
+	}
+	return n;
 }
 
 const char *

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "addr.h"
 #include "kg.h"
 
 #define CONF_STR_MAX 1024
@@ -25,7 +26,8 @@ struct conf {
 	int request_timeout;              /* seconds */
 	int shutdown_timeout;             /* seconds */
 	int slow_request;                 /* milliseconds */
-	char status_allow[CONF_STR_MAX];  /* CIDR list */
+	char status_allow[CONF_STR_MAX];  /* CIDR list, as written */
+	struct addr_list status_allow_list; /* the same, parsed */
 	char base_path[256];              /* where the web server mounts us */
 	long max_body;                    /* bytes */
 	/* logging */
@@ -52,7 +54,7 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
-	long token_cache_size;            /* pool-wide; 0 = off, else a multiple of 4 (min 4) */
+	long token_cache_size;            /* shared by the pool; 0 = off, else whole sets of 4 (1-7: one) */
 	int token_cache_ttl;              /* seconds */
 	/* abuse resistance */
 	int login_max_failures;
@@ -62,19 +64,32 @@ struct conf {
 	int login_max_per_address;
 	int join_max_per_address;         /* per hour */
 	int throttle_ipv6_prefix;         /* bits of an IPv6 address that are one client */
-	char trusted_proxies[CONF_STR_MAX];
+	char trusted_proxies[CONF_STR_MAX]; /* CIDR list, as written */
+	struct addr_list trusted_proxies_list; /* the same, parsed */
 	int audit_retention;              /* seconds */
 	/* browsers */
 	char cookie_name[64];
 	int cookie_secure;                /* 0/1 */
-	char allowed_origins[CONF_STR_MAX];
+	char allowed_origins[CONF_STR_MAX]; /* origins, as written */
+	struct addr_origins origins;      /* the same, parsed */
 };
 
 /*
- * Load defaults, then path (if not NULL), then the environment into *c.
+ * Load defaults, then path (if not NULL), then the environment into *c,
+ * with the address lists and origins parsed (status_allow_list,
+ * trusted_proxies_list, origins): nothing needs to parse them again.
  * On error returns KG_ECONFIG and writes "file:line: message" into err.
  */
 enum kg_err conf_load(const char *path, struct conf *c, char *err, size_t errsz) KG_MUSTCHECK;
+
+/*
+ * A reload: copy into next, from old, every key the table marks as taking
+ * effect only on restart (those keygate.conf(5) marks [restart]). Returns how many of them next had changed, and writes
+ * their names, in table order and comma-separated, into changed ("" for
+ * none; cut short if changedsz is too small).
+ */
+int conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed,
+    size_t changedsz);
 
 /* Which config file to use: the -c argument, else $KEYGATE_CONFIG, else the default. */
 const char *conf_path(const char *arg);

@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "addr.h"
 #include "conf.h"
 #include "credential.h"
 #include "crypto.h"
@@ -7,20 +8,17 @@
 
 static struct {
 	char cookie_name[64];
-	struct http_origins origins;
+	struct addr_origins origins;
 } cred_conf = { .cookie_name = "keygate_token" };
 
 enum kg_err
 credential_configure(const struct conf *c)
 {
-	struct http_origins o;
-
-	if (http_origins_parse(c->allowed_origins, &o) != KG_OK)
-		return KG_ECONFIG;
 	if (kg_strlcpy(cred_conf.cookie_name, c->cookie_name, sizeof(cred_conf.cookie_name)) >=
 	    sizeof(cred_conf.cookie_name))
 		return KG_ECONFIG;
-	cred_conf.origins = o;
+	/* conf_load parsed the list: a copy, so that c may go. */
+	cred_conf.origins = c->origins;
 	return KG_OK;
 }
 

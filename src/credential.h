@@ -24,7 +24,7 @@ struct credential {
 	const char *missing;  /* "key" or "secret": half a pair in the body */
 };
 
-/* Take cookie_name and allowed_origins. KG_ECONFIG on a bad origin list. */
+/* Take cookie_name and the parsed allowed_origins. KG_ECONFIG when the name is too long. */
 enum kg_err credential_configure(const struct conf *c) KG_MUSTCHECK;
 
 /*

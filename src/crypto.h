@@ -12,7 +12,10 @@
 
 #define CRYPTO_SHA256_LEN 32
 
-/* Fill buf with len bytes from the kernel CSPRNG (RAND_bytes). KG_ESYS on failure. */
+/*
+ * Fill buf with len bytes from OpenSSL's CSPRNG (RAND_bytes), which seeds
+ * itself from the kernel (getrandom). KG_ESYS on failure.
+ */
 enum kg_err crypto_random(void *buf, size_t len) KG_MUSTCHECK;
 
 /* SHA-256 of data into out. */

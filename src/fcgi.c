@@ -328,7 +328,7 @@ fcgi_handle(FCGX_Request *r, const struct conf *c)
 		router_handle(&req, &resp);
 	fcgi_respond(r, &resp);
 	ms = kg_monotonic_ms() - start;
-	scoreboard_request_end(ms, ms >= c->slow_request);
+	scoreboard_request_end(ms >= c->slow_request);
 	/* Never the query string or a header: they may carry credentials. */
 	if (ms >= c->slow_request)
 		log_warnx("slow request: %s %s %d %lldms", req.method_name ? req.method_name : "-",

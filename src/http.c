@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "crypto.h"
 #include "http.h"
 #include "json.h"
@@ -248,36 +249,8 @@ http_route_path(struct request *req, const char *request_uri, const char *script
 	return KG_OK;
 }
 
-enum kg_err
-http_origins_parse(const char *spec, struct http_origins *out)
-{
-	const char *p = spec;
-
-	out->n = 0;
-	while (*p != '\0') {
-		size_t w, len;
-
-		p += strspn(p, " ,\t");
-		w = strcspn(p, " ,\t");
-		if (w == 0)
-			break;
-		len = w;
-		while (len > 0 && p[len - 1] == '/')
-			len--;
-		if (len >= HTTP_ORIGIN_LEN || out->n == HTTP_ORIGINS_MAX ||
-		    (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) ||
-		    memchr(p + 8, '/', len > 8 ? len - 8 : 0) != NULL)
-			return KG_ECONFIG;
-		memcpy(out->v[out->n], p, len);
-		out->v[out->n][len] = '\0';
-		out->n++;
-		p += w;
-	}
-	return KG_OK;
-}
-
 int
-http_origin_allowed(const struct http_origins *l, const char *origin)
+http_origin_allowed(const struct addr_origins *l, const char *origin)
 {
 	size_t i;
 
@@ -288,7 +261,7 @@ http_origin_allowed(const struct http_origins *l, const char *origin)
 }
 
 int
-http_referer_allowed(const struct http_origins *l, const char *referer)
+http_referer_allowed(const struct addr_origins *l, const char *referer)
 {
 	size_t i, n;
 

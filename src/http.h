@@ -24,6 +24,7 @@ enum http_method {
  */
 #define HTTP_HEADER_VALUE_MAX 1040
 
+struct addr_origins;
 struct json_obj;
 
 /* One request. Strings point into the FastCGI parameters and live until request_free(). */
@@ -118,21 +119,10 @@ int http_is_json(const char *content_type);
 enum kg_err http_route_path(struct request *req, const char *request_uri,
     const char *script_name, const char *path_info, const char *base) KG_MUSTCHECK;
 
-#define HTTP_ORIGINS_MAX 32
-#define HTTP_ORIGIN_LEN 256
-
-/* allowed_origins: exact "scheme://host[:port]" strings. */
-struct http_origins {
-	char v[HTTP_ORIGINS_MAX][HTTP_ORIGIN_LEN];
-	size_t n;
-};
-
-/* Parse a space- or comma-separated list of http(s) origins. KG_ECONFIG on error. */
-enum kg_err http_origins_parse(const char *spec, struct http_origins *out) KG_MUSTCHECK;
-/* 1 when origin is exactly one of l. */
-int http_origin_allowed(const struct http_origins *l, const char *origin);
+/* 1 when origin is exactly one of l (allowed_origins, read by addr_origins_parse). */
+int http_origin_allowed(const struct addr_origins *l, const char *origin);
 /* 1 when referer is a URL under one of l. */
-int http_referer_allowed(const struct http_origins *l, const char *referer);
+int http_referer_allowed(const struct addr_origins *l, const char *referer);
 
 void request_free(struct request *req);
 void response_free(struct response *resp);

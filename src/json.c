@@ -279,50 +279,69 @@ json_strdup(const char *s, size_t len)
 	return d;
 }
 
-static const char *
-json_take(const cJSON *item, const struct json_field *f, struct json_value *v)
+/*
+ * Take item as the value of field f into v. KG_OK when it fits; KG_EINPUT
+ * when it does not, with *why the problem to report ("wrong_type",
+ * "too_long"); KG_ENOMEM when a copy cannot be made. What it stored in v
+ * on failure is freed by json_values_free.
+ */
+static enum kg_err
+json_take(const cJSON *item, const struct json_field *f, struct json_value *v, const char **why)
 {
 	const cJSON *e;
 	size_t n = 0;
 
+	*why = NULL;
 	switch (f->type) {
 	case JF_BOOL:
-		if (!cJSON_IsBool(item))
-			return "wrong_type";
+		if (!cJSON_IsBool(item)) {
+			*why = "wrong_type";
+			return KG_EINPUT;
+		}
 		v->boolean = cJSON_IsTrue(item);
 		break;
 	case JF_STRING:
-		if (!cJSON_IsString(item))
-			return "wrong_type";
+		if (!cJSON_IsString(item)) {
+			*why = "wrong_type";
+			return KG_EINPUT;
+		}
 		v->len = strlen(item->valuestring);
-		if (v->len > f->max_len)
-			return "too_long";
+		if (v->len > f->max_len) {
+			*why = "too_long";
+			return KG_EINPUT;
+		}
 		v->str = json_strdup(item->valuestring, v->len);
 		if (v->str == NULL)
-			return "";
+			return KG_ENOMEM;
 		break;
 	case JF_STRINGS:
-		if (!cJSON_IsArray(item))
-			return "wrong_type";
+		if (!cJSON_IsArray(item)) {
+			*why = "wrong_type";
+			return KG_EINPUT;
+		}
 		cJSON_ArrayForEach(e, item) {
-			if (!cJSON_IsString(e))
-				return "wrong_type";
-			if (strlen(e->valuestring) > f->max_len || ++n > JSON_MAX_STRINGS)
-				return "too_long";
+			if (!cJSON_IsString(e)) {
+				*why = "wrong_type";
+				return KG_EINPUT;
+			}
+			if (strlen(e->valuestring) > f->max_len || ++n > JSON_MAX_STRINGS) {
+				*why = "too_long";
+				return KG_EINPUT;
+			}
 		}
 		v->strv = calloc(n + 1, sizeof(char *));
 		if (v->strv == NULL)
-			return "";
+			return KG_ENOMEM;
 		cJSON_ArrayForEach(e, item) {
 			v->strv[v->n] = json_strdup(e->valuestring, strlen(e->valuestring));
 			if (v->strv[v->n] == NULL)
-				return "";
+				return KG_ENOMEM;
 			v->n++;
 		}
 		break;
 	}
 	v->present = 1;
-	return NULL;
+	return KG_OK;
 }
 
 enum kg_err
@@ -360,18 +379,19 @@ json_parse_fields(const char *body, size_t len, const struct json_field *fields,
 	for (i = 0; i < n; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, fields[i].name);
 		const char *why = NULL;
+		enum kg_err took = KG_OK;
 
 		if (item == NULL || cJSON_IsNull(item)) {
 			if (fields[i].required)
 				why = "required";
 		} else
-			why = json_take(item, &fields[i], &out[i]);
-		if (why == NULL)
-			continue;
-		if (why[0] == '\0') {
+			took = json_take(item, &fields[i], &out[i], &why);
+		if (took == KG_ENOMEM) {
 			err = KG_ENOMEM;
 			goto out;
 		}
+		if (why == NULL)
+			continue;
 		if (errs == NULL && (errs = json_obj_new()) == NULL) {
 			err = KG_ENOMEM;
 			goto out;

@@ -8,6 +8,8 @@
 
 #include "log.h"
 
+enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
+
 static int log_use_syslog;
 static enum log_level log_min = LOG_LVL_INFO;
 
@@ -39,7 +41,8 @@ log_setup(const char *target, const char *level)
 	return found ? 0 : -1;
 }
 
-int
+/* 1 when messages of this level are emitted. */
+static int
 log_enabled(enum log_level lvl)
 {
 	return lvl >= log_min;

@@ -5,12 +5,8 @@
 #ifndef LOG_H
 #define LOG_H
 
-enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
-
 /* Select target ("stderr" or "syslog") and minimum level name; 0 or -1 on a bad name. */
 int log_setup(const char *target, const char *level);
-/* 1 when messages of this level are emitted. */
-int log_enabled(enum log_level lvl);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* adds strerror(errno) */
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

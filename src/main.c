@@ -1,5 +1,7 @@
 /*
- * keygate: command line. serve | migrate | check-config; nothing else here.
+ * keygate: the command line. Reads the options and the configuration, runs
+ * check-config (with --connect's checks) and migrate here, and hands serve
+ * to master and the admin commands (user, token, events, prune) to admin.
  */
 #include <errno.h>
 #include <getopt.h>

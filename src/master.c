@@ -16,17 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "auth.h"
-#include "tokencheck.h"
 #include "conf.h"
 #include "db.h"
 #include "fcgi.h"
 #include "hashslot.h"
 #include "log.h"
 #include "master.h"
-#include "password.h"
 #include "scoreboard.h"
+#include "setup.h"
 
 #define CRASH_WINDOW_MS 2000
 #define BACKOFF_MAX_MS 10000
@@ -74,40 +72,6 @@ worker_on_orphan(int sig)
 	fcgi_shutdown_pending();
 	(void)close(0);
 	alarm(worker_orphan_grace);
-}
-
-enum kg_err
-master_configure(const struct conf *c)
-{
-	struct password_params pp = {
-		.memory_kib = (uint32_t)c->argon2_memory,
-		.iterations = (uint32_t)c->argon2_iterations,
-		.parallelism = (uint32_t)c->argon2_parallelism,
-		.min_length = (unsigned)c->password_min_length,
-		.common_path = c->common_passwords,
-		.min_guesses_log10 = (unsigned)c->password_min_guesses_log10,
-	};
-	enum kg_err err;
-
-	if (log_setup(c->log_target, c->log_level) != 0)
-		return KG_ECONFIG;
-	if ((err = api_configure(c)) != KG_OK) {
-		log_error("status_allow, trusted_proxies or allowed_origins is not valid");
-		return err;
-	}
-	if ((err = password_init(&pp)) != KG_OK) {
-		log_error("passwords: cannot initialise (common_passwords = %s): %s",
-		    c->common_passwords, kg_strerror(err));
-		return err;
-	}
-	if ((err = tokencheck_configure((size_t)c->token_cache_size, c->token_cache_ttl,
-	    c->touch_interval)) != KG_OK) {
-		log_error("token cache: cannot allocate %ld entries", c->token_cache_size);
-		return err;
-	}
-	auth_configure(c);
-	db_configure(c);
-	return KG_OK;
 }
 
 /* Is fd a listening socket? */
@@ -533,22 +497,17 @@ static void
 master_reload(const char *conf_file, struct conf *c)
 {
 	struct conf next;
-	char err[512];
+	char err[512], changed[256];
 
 	if (conf_load(conf_file, &next, err, sizeof(err)) != KG_OK) {
 		log_error("reload failed, keeping the old configuration: %s", err);
 		return;
 	}
-	if (strcmp(next.listen, c->listen) != 0 || next.backlog != c->backlog ||
-	    strcmp(next.user, c->user) != 0 || next.hash_concurrency != c->hash_concurrency)
-		log_warnx("reload: listen, backlog, user and hash_concurrency change only on restart");
-	memcpy(next.listen, c->listen, sizeof(next.listen));
-	next.backlog = c->backlog;
-	memcpy(next.user, c->user, sizeof(next.user));
-	next.hash_concurrency = c->hash_concurrency;
-	if (master_configure(&next) != KG_OK) {
+	if (conf_keep_restart_keys(c, &next, changed, sizeof(changed)) > 0)
+		log_warnx("reload: %s: change only on restart, the running values stay", changed);
+	if (setup_worker(&next) != KG_OK) {
 		log_error("reload failed, keeping the old configuration");
-		if (master_configure(c) != KG_OK)
+		if (setup_worker(c) != KG_OK)
 			log_error("cannot restore the old configuration");
 		return;
 	}
@@ -639,13 +598,13 @@ master_run(const char *conf_file, struct conf *c)
 		    "to run as after binding, or user = root to stay root");
 		return 1;
 	}
-	if (master_configure(c) != KG_OK)
+	if (setup_worker(c) != KG_OK)
 		return 1;
 	if (master_listen(c) != 0)
 		return 1;
 	if (master_drop_privileges(c) != 0)
 		goto out;
-	if (scoreboard_init(c->workers == 1 ? 1 : SCOREBOARD_MAX) != KG_OK) {
+	if (scoreboard_init() != KG_OK) {
 		log_warn("scoreboard");
 		goto out;
 	}

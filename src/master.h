@@ -11,12 +11,6 @@
 struct conf;
 
 /*
- * Hand c to every module the request path uses (logging, passwords, auth,
- * api, db). The serve loop and the admin commands both start here.
- */
-enum kg_err master_configure(const struct conf *c) KG_MUSTCHECK;
-
-/*
  * Run `keygate serve` with configuration c loaded from conf_file (NULL when
  * only defaults and the environment apply). Returns the process exit code.
  */

@@ -27,7 +27,6 @@ struct sb_table {
 	atomic_llong respawns;
 	atomic_llong slow;
 	atomic_int max_active;
-	int nslots;
 	struct sb_slot slots[SCOREBOARD_MAX];
 };
 
@@ -35,7 +34,7 @@ static struct sb_table *sb;
 static int sb_self = -1;
 
 enum kg_err
-scoreboard_init(int max_workers)
+scoreboard_init(void)
 {
 	void *p;
 
@@ -47,7 +46,6 @@ scoreboard_init(int max_workers)
 	sb = p;
 	memset(sb, 0, sizeof(*sb));
 	sb->start_wall = (long long)time(NULL);
-	sb->nslots = max_workers < SCOREBOARD_MAX ? max_workers : SCOREBOARD_MAX;
 	return KG_OK;
 }
 
@@ -88,17 +86,6 @@ scoreboard_respawned(void)
 {
 	if (sb != NULL)
 		atomic_fetch_add(&sb->respawns, 1);
-}
-
-int
-scoreboard_slot_of(pid_t pid)
-{
-	int i;
-
-	for (i = 0; sb != NULL && i < SCOREBOARD_MAX; i++)
-		if (atomic_load(&sb->slots[i].pid) == (int)pid)
-			return i;
-	return -1;
 }
 
 long long
@@ -152,11 +139,10 @@ scoreboard_request_begin(long long now_ms)
 }
 
 void
-scoreboard_request_end(long long ms, int slow)
+scoreboard_request_end(int slow)
 {
 	struct sb_slot *s;
 
-	(void)ms;
 	if (sb == NULL || sb_self < 0)
 		return;
 	s = &sb->slots[sb_self];

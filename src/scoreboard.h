@@ -13,8 +13,8 @@
 
 struct json_obj;
 
-/* Map the table (before forking). KG_ESYS when mmap fails. */
-enum kg_err scoreboard_init(int max_workers) KG_MUSTCHECK;
+/* Map the table (before forking), room for SCOREBOARD_MAX slots. KG_ESYS when mmap fails. */
+enum kg_err scoreboard_init(void) KG_MUSTCHECK;
 
 /* Master: a worker took slot (pid); -1 when the table is full. */
 int scoreboard_claim(pid_t pid);
@@ -24,16 +24,14 @@ void scoreboard_set_pid(int slot, pid_t pid);
 void scoreboard_release(int slot);
 /* Master: count one respawn. */
 void scoreboard_respawned(void);
-/* Master: slot index of pid, or -1. */
-int scoreboard_slot_of(pid_t pid);
 /* Master: monotonic ms at which slot's current request started (0 if idle). */
 long long scoreboard_busy_since(int slot);
 
 /* Worker: this process is in slot. */
 void scoreboard_attach(int slot);
-/* Worker: a request started (at now_ms, monotonic) / finished (duration in ms). */
+/* Worker: a request started (at now_ms, monotonic) / finished (slow: took slow_request or longer). */
 void scoreboard_request_begin(long long now_ms);
-void scoreboard_request_end(long long ms, int slow);
+void scoreboard_request_end(int slow);
 
 /* Add "pool" and "workers" to o (GET /status). */
 void scoreboard_report(struct json_obj *o);

@@ -151,7 +151,7 @@ cache_off(void)
  * request. With 10,000 tokens in 16,384 entries, one 4-way set per key
  * left a fifth of the tokens in such sets, one 8-way set a tenth; two
  * 4-way sets leave next to none. Only with the cache on: there is at
- * least one set then (cache_configure), and a single set is both choices.
+ * least one set then (tokencheck_configure), and a single set is both choices.
  */
 static uint64_t
 cache_places(const char *key, struct cache_entry *places[CACHE_PLACES])

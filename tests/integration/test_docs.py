@@ -46,6 +46,17 @@ KEYS = [k for k, _ in table_keys()]
 TYPES = dict(table_keys())
 
 
+def table_restart_keys():
+    """The keys whose conf_table row ends in RESTART: a reload keeps them."""
+    text = read(CONF_C)
+    start = text.index("conf_table[]")
+    end = text.index("};", start)
+    rows = re.findall(r'\{\s*"([a-z0-9_]+)",[^\n]*?,\s*(RELOAD|RESTART|LIST\(\w+\))\s*\},',
+                      text[start:end])
+    assert [k for k, _ in rows] == KEYS, "a conf_table row without RELOAD, RESTART or LIST()"
+    return {k for k, how in rows if how == "RESTART"}
+
+
 def shipped_values():
     """{key: value} from the `key = value` lines of conf/keygate.conf."""
     values = {}
@@ -136,6 +147,35 @@ def test_man_page_defaults_match_the_shipped_file():
         if d != values[k]:
             wrong.append("%s: man page %r, conf/keygate.conf %r" % (k, d, values[k]))
     assert not wrong, "\n".join(wrong)
+
+
+def shipped_comments():
+    """{key: the comment lines just above it} from conf/keygate.conf."""
+    comments, block = {}, []
+    for line in read(CONF_FILE).splitlines():
+        m = re.match(r"^([a-z0-9_]+)\s*=", line)
+        if m:
+            comments[m.group(1)] = "\n".join(block)
+            block = []
+        elif line.startswith("#"):
+            block.append(line)
+        else:
+            block = []
+    return comments
+
+
+def test_restart_keys_are_the_tables():
+    """[restart] in both documents marks exactly the keys the table marks
+    RESTART, the ones a reload keeps (conf_keep_restart_keys)."""
+    want = table_restart_keys()
+    assert {"listen", "backlog", "user", "hash_concurrency"} <= want, want
+    items = man_items(read(MAN5))
+    man = {k for k in KEYS if ".Sy [restart]" in items[k]}
+    assert man == want, "keygate.conf(5) marks %s, conf_table %s" % (sorted(man), sorted(want))
+    comments = shipped_comments()
+    shipped = {k for k in KEYS if "[restart]" in comments.get(k, "")}
+    assert shipped == want, \
+        "conf/keygate.conf marks %s, conf_table %s" % (sorted(shipped), sorted(want))
 
 
 def test_man_page_types_match_the_table():

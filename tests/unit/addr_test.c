@@ -454,6 +454,64 @@ test_throttle_key_bounds(void **state)
 	assert_int_equal(small[0], 'Z');
 }
 
+/* allowed_origins: http(s) origins, trailing slashes dropped; anything else refused. */
+static const struct {
+	const char *spec;
+	size_t n;
+	const char *first, *last;
+} origins_ok[] = {
+	{ "", 0, NULL, NULL },
+	{ " ,\t ", 0, NULL, NULL },
+	{ "https://app.example", 1, "https://app.example", "https://app.example" },
+	{ "https://app.example/ http://x.example:8080//", 2, "https://app.example",
+	    "http://x.example:8080" },
+	{ "https://a.example,https://b.example\thttps://c.example", 3, "https://a.example",
+	    "https://c.example" },
+};
+
+static const char *const origins_bad[] = {
+	"app.example", "ftp://app.example", "https://app.example/path", "HTTPS://app.example",
+	"https://ok.example app.example",
+};
+
+static void
+test_origins_parse(void **state)
+{
+	struct addr_origins o;
+	char many[40 * 24 + 1] = "", big[ADDR_ORIGIN_LEN + 16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(origins_ok) / sizeof(origins_ok[0]); i++) {
+		assert_int_equal(addr_origins_parse(origins_ok[i].spec, &o), KG_OK);
+		assert_int_equal(o.n, origins_ok[i].n);
+		if (o.n > 0) {
+			assert_string_equal(o.v[0], origins_ok[i].first);
+			assert_string_equal(o.v[o.n - 1], origins_ok[i].last);
+		}
+	}
+	for (i = 0; i < sizeof(origins_bad) / sizeof(origins_bad[0]); i++)
+		if (addr_origins_parse(origins_bad[i], &o) != KG_ECONFIG)
+			fail_msg("accepted \"%s\"", origins_bad[i]);
+	/* ADDR_ORIGINS_MAX of them, not one more. */
+	for (i = 0; i < ADDR_ORIGINS_MAX + 1; i++) {
+		char one[24];
+
+		(void)snprintf(one, sizeof(one), "https://h%02zu.example ", i);
+		strcat(many, one);
+		if (i == ADDR_ORIGINS_MAX - 1) {
+			assert_int_equal(addr_origins_parse(many, &o), KG_OK);
+			assert_int_equal(o.n, ADDR_ORIGINS_MAX);
+		}
+	}
+	assert_int_equal(addr_origins_parse(many, &o), KG_ECONFIG);
+	/* One too long for ADDR_ORIGIN_LEN. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "https://", 8);
+	assert_int_equal(addr_origins_parse(big, &o), KG_ECONFIG);
+}
+
 int
 main(void)
 {
@@ -469,6 +527,7 @@ main(void)
 		cmocka_unit_test(test_client_small_buffer),
 		cmocka_unit_test(test_throttle_key),
 		cmocka_unit_test(test_throttle_key_bounds),
+		cmocka_unit_test(test_origins_parse),
 	};
 
 	return cmocka_run_group_tests_name("addr", tests, NULL, NULL);

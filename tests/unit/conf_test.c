@@ -421,9 +421,9 @@ test_long_lines(void **state)
 }
 
 /*
- * `keygate check-config` is conf_load: a value that `keygate serve` refuses
- * at start-up (api_configure parses the address lists and origins) must be
- * refused here too, with its line, or check-config calls a broken file valid.
+ * `keygate check-config` is conf_load, and conf_load is where the address
+ * lists and origins are parsed, once, for everyone: a bad one is refused
+ * here with its line, so check-config never calls a broken file valid.
  */
 static const struct {
 	const char *text;
@@ -459,6 +459,105 @@ test_address_lists_validated(void **state)
 	if (bad > 0)
 		fail_msg("%d of %zu invalid address lists or origins accepted", bad,
 		    NELEM(bad_lists));
+}
+
+/* The lists come parsed with the configuration, from each source that sets them. */
+static void
+test_lists_parsed(void **state)
+{
+	struct conf c;
+	char err[512], path[256];
+
+	(void)state;
+	assert_int_equal(conf_load(NULL, &c, err, sizeof(err)), KG_OK);
+	assert_int_equal(c.status_allow_list.n, 2);
+	assert_true(addr_list_match(&c.status_allow_list, "127.0.0.1"));
+	assert_true(addr_list_match(&c.status_allow_list, "::1"));
+	assert_false(addr_list_match(&c.status_allow_list, "192.0.2.1"));
+	assert_int_equal(c.trusted_proxies_list.n, 0);
+	assert_int_equal(c.origins.n, 0);
+
+	if (load_text("status_allow = 10.0.0.0/8\ntrusted_proxies = 192.0.2.1, 2001:db8::/32\n"
+	    "allowed_origins = https://app.example http://admin.example:8080/\n", &c, err,
+	    sizeof(err), path, sizeof(path)) != KG_OK)
+		fail_msg("conf_load: %s", err);
+	assert_int_equal(c.status_allow_list.n, 1);
+	assert_true(addr_list_match(&c.status_allow_list, "10.1.2.3"));
+	assert_false(addr_list_match(&c.status_allow_list, "127.0.0.1"));
+	assert_int_equal(c.trusted_proxies_list.n, 2);
+	assert_true(addr_list_match(&c.trusted_proxies_list, "2001:db8:1::5"));
+	assert_int_equal(c.origins.n, 2);
+	assert_string_equal(c.origins.v[0], "https://app.example");
+	assert_string_equal(c.origins.v[1], "http://admin.example:8080");
+
+	/* The environment replaces the file's list, parsed list and all. */
+	assert_int_equal(setenv("KEYGATE_STATUS_ALLOW", "192.0.2.0/24", 1), 0);
+	assert_int_equal(setenv("KEYGATE_ALLOWED_ORIGINS", "", 1), 0);
+	if (load_text("status_allow = 10.0.0.0/8\nallowed_origins = https://app.example\n", &c, err,
+	    sizeof(err), path, sizeof(path)) != KG_OK)
+		fail_msg("conf_load: %s", err);
+	assert_int_equal(c.status_allow_list.n, 1);
+	assert_true(addr_list_match(&c.status_allow_list, "192.0.2.9"));
+	assert_false(addr_list_match(&c.status_allow_list, "10.1.2.3"));
+	assert_int_equal(c.origins.n, 0);
+}
+
+/*
+ * A reload keeps what only a restart changes: exactly the keys the table
+ * marks RESTART (test_docs.py checks that the docs mark the same ones), and
+ * names those the new file had changed.
+ */
+static void
+test_keep_restart_keys(void **state)
+{
+	struct conf old, next;
+	char err[512], path[256], changed[256];
+
+	(void)state;
+	assert_int_equal(conf_load(NULL, &old, err, sizeof(err)), KG_OK);
+	if (load_text("listen = /tmp/elsewhere.sock\nlisten_mode = 0600\nlisten_group = www-data\n"
+	    "backlog = 64\nuser = nobody\nhash_concurrency = 2\nworkers = 7\n"
+	    "status_allow = 10.0.0.0/8\ntoken_cache_size = 0\n", &next, err, sizeof(err), path,
+	    sizeof(path)) != KG_OK)
+		fail_msg("conf_load: %s", err);
+	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, sizeof(changed)), 6);
+	assert_string_equal(changed, "listen, listen_mode, listen_group, backlog, user, hash_concurrency");
+	assert_string_equal(next.listen, old.listen);
+	assert_int_equal(next.listen_mode, old.listen_mode);
+	assert_string_equal(next.listen_group, old.listen_group);
+	assert_int_equal(next.backlog, old.backlog);
+	assert_string_equal(next.user, old.user);
+	assert_int_equal(next.hash_concurrency, old.hash_concurrency);
+	/* The rest is the new file's. */
+	assert_int_equal(next.workers, 7);
+	assert_int_equal(next.token_cache_size, 0);
+	assert_string_equal(next.status_allow, "10.0.0.0/8");
+	assert_true(addr_list_match(&next.status_allow_list, "10.1.2.3"));
+	assert_false(addr_list_match(&next.status_allow_list, "127.0.0.1"));
+
+	/* Now nothing differs. */
+	strcpy(changed, "junk");
+	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, sizeof(changed)), 0);
+	assert_string_equal(changed, "");
+
+	/* Bytes after a string's NUL are no change. */
+	assert_int_equal(conf_load(NULL, &next, err, sizeof(err)), KG_OK);
+	memset(next.user + 1, 'x', sizeof(next.user) - 1);
+	next.user[0] = '\0';
+	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, sizeof(changed)), 0);
+
+	/* A small buffer holds whole names only; the count is still all of them. */
+	next.backlog = 1;
+	next.hash_concurrency = 1;
+	(void)snprintf(next.listen, sizeof(next.listen), "%s", "/tmp/x.sock");
+	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, 16), 3);
+	assert_string_equal(changed, "listen, backlog");
+	next.backlog = 1;
+	next.hash_concurrency = 1;
+	(void)snprintf(next.listen, sizeof(next.listen), "%s", "/tmp/x.sock");
+	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, 15), 3);
+	assert_string_equal(changed, "listen");
+	assert_int_equal(next.backlog, old.backlog);
 }
 
 static void
@@ -562,6 +661,9 @@ static const struct {
 	{ "KEYGATE_WORKERS", "1000", "KEYGATE_WORKERS: out of range" },
 	{ "KEYGATE_TOKEN_LIFETIME", "forever", "KEYGATE_TOKEN_LIFETIME: not a duration" },
 	{ "KEYGATE_LOG_TARGET", "file", "KEYGATE_LOG_TARGET: not one of the allowed values" },
+	{ "KEYGATE_STATUS_ALLOW", "localhost", "KEYGATE_STATUS_ALLOW: not a list of addresses" },
+	{ "KEYGATE_TRUSTED_PROXIES", "10.0.0.0/33", "KEYGATE_TRUSTED_PROXIES: not a list of addresses" },
+	{ "KEYGATE_ALLOWED_ORIGINS", "app.example", "KEYGATE_ALLOWED_ORIGINS: not a list of http(s)" },
 	/* an override can break a cross-key rule as well */
 	{ "KEYGATE_TOKEN_IDLE_TIMEOUT", "13h", "idle" },
 };
@@ -959,6 +1061,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_indented_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_lists_validated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lists_parsed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keep_restart_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_override, setup, teardown),

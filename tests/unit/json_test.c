@@ -901,6 +901,82 @@ test_arena_and_render_buf(void **state)
 	assert_int_equal(json_render_buf(NULL, big, sizeof(big), &len), KG_ENOMEM);
 }
 
+/*
+ * Allocation failures: this program is linked with --wrap=malloc and
+ * --wrap=calloc (Makefile.am), so that the allocation numbered json_fail_at
+ * (from 0, counted from when it is set) fails. -1: none fails.
+ */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+static long json_fail_at = -1;
+
+static int
+json_fail_now(void)
+{
+	if (json_fail_at < 0)
+		return 0;
+	return json_fail_at-- == 0;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+	return json_fail_now() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+	return json_fail_now() ? NULL : __real_calloc(n, size);
+}
+
+/*
+ * Out of memory while copying the fields is KG_ENOMEM, whichever copy
+ * fails: never a field problem (KG_EINPUT with an empty reason), never a
+ * value left behind. Then, with memory, the same body parses.
+ */
+static void
+test_parse_out_of_memory(void **state)
+{
+	static const struct json_field oom_fields[] = {
+		{ "username", JF_STRING, 64, 1 },
+		{ "scopes", JF_STRINGS, 32, 0 },
+		{ "remember", JF_BOOL, 0, 0 },
+	};
+	static const char body[] = "{\"username\":\"alice\",\"scopes\":[\"read\",\"write\"],"
+	    "\"remember\":true}";
+	struct json_value v[3];
+	struct json_obj *errors;
+	enum kg_err rc = KG_ENOMEM;
+	long at, failures = 0;
+
+	(void)state;
+	for (at = 0; at < 100 && rc == KG_ENOMEM; at++) {
+		json_arena_reset();
+		json_fail_at = at;
+		rc = json_parse_fields(body, strlen(body), oom_fields, 3, v, &errors);
+		json_fail_at = -1;
+		if (rc == KG_ENOMEM) {
+			failures++;
+			assert_null(errors);
+			assert_int_equal(v[0].present, 0);
+			assert_null(v[0].str);
+			assert_null(v[1].strv);
+		}
+	}
+	assert_int_equal(rc, KG_OK);
+	/* username, the scopes array and its two strings: four copies that can fail. */
+	assert_true(failures >= 4);
+	assert_string_equal(v[0].str, "alice");
+	assert_int_equal(v[1].n, 2);
+	assert_string_equal(v[1].strv[1], "write");
+	assert_true(v[2].boolean);
+	json_values_free(v, 3);
+	json_arena_reset();
+}
+
 int
 main(void)
 {
@@ -925,6 +1001,7 @@ main(void)
 		cmocka_unit_test(test_builder_failures),
 		cmocka_unit_test(test_get_and_has),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_parse_out_of_memory),
 	};
 
 	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
