@@ -11,7 +11,7 @@ KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data
 	util-linux)
 KG_TEST_PACKAGES=(python3-pytest python3-requests python3-psycopg2 chromium
 	systemd spawn-fcgi strace man-db dpkg-dev debhelper fakeroot lintian git
-	apache2 libapache2-mod-fcgid)
+	apache2 libapache2-mod-fcgid clang-format)
 
 KG_PGBIN="${KG_PGBIN:-/usr/lib/postgresql/15/bin}"
 KG_PYTHON=/usr/bin/python3   # Debian's, with python3-pytest & co.
