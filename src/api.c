@@ -229,9 +229,8 @@ api_join(struct request *req, struct response *resp)
 
 	if ((err = api_body(req, resp, api_join_fields, NFIELDS(api_join_fields), v)) != KG_OK)
 		return err;
-	err = auth_register(v[JOIN_USERNAME].str,
-	    v[JOIN_EMAIL].present ? v[JOIN_EMAIL].str : NULL, v[JOIN_PASSWORD].str,
-	    v[JOIN_PASSWORD].len, cl, &user_id, &fe);
+	err = auth_register(v[JOIN_USERNAME].str, v[JOIN_EMAIL].present ? v[JOIN_EMAIL].str : NULL,
+	    v[JOIN_PASSWORD].str, v[JOIN_PASSWORD].len, cl, &user_id, &fe);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
@@ -317,8 +316,9 @@ api_login(struct request *req, struct response *resp)
 	if (err != KG_OK)
 		goto out;
 	token_format(&issued.token, token, sizeof(token));
-	if (cookie && (err = api_set_cookie(resp, token,
-	    remember ? api_web.remember_lifetime : api_web.lifetime)) != KG_OK)
+	if (cookie &&
+	    (err = api_set_cookie(resp, token,
+	         remember ? api_web.remember_lifetime : api_web.lifetime)) != KG_OK)
 		goto out;
 	o = api_ok(resp, 200);
 	json_set_int(o, "user_id", issued.user_id);

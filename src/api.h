@@ -17,8 +17,14 @@ struct response;
 /* Each endpoint's body fields, by index into its field table (api.c). */
 enum api_join_field { JOIN_USERNAME, JOIN_PASSWORD, JOIN_EMAIL, JOIN__MAX };
 enum api_login_field {
-	LOGIN_USERNAME, LOGIN_PASSWORD, LOGIN_REMEMBER, LOGIN_SCOPES, LOGIN_KEY, LOGIN_SECRET,
-	LOGIN_COOKIE, LOGIN__MAX
+	LOGIN_USERNAME,
+	LOGIN_PASSWORD,
+	LOGIN_REMEMBER,
+	LOGIN_SCOPES,
+	LOGIN_KEY,
+	LOGIN_SECRET,
+	LOGIN_COOKIE,
+	LOGIN__MAX
 };
 enum api_logout_field { LOGOUT_KEY, LOGOUT_SECRET, LOGOUT_ALL, LOGOUT__MAX };
 enum api_password_field { PWCHANGE_CURRENT, PWCHANGE_NEW, PWCHANGE__MAX };

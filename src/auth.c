@@ -16,7 +16,7 @@ static struct {
 	int idle, lifetime;
 	int remember_idle, remember_lifetime;
 	struct db_throttle_rule user, addr, join;
-	long prune_throttle_s;    /* throttle rows older than any rule's window and block */
+	long prune_throttle_s; /* throttle rows older than any rule's window and block */
 	long audit_retention_s;
 } auth_conf;
 
@@ -36,7 +36,8 @@ auth_configure(const struct conf *c)
 		c->login_max_per_address, c->login_failure_window, c->login_failure_window };
 	auth_conf.join = (struct db_throttle_rule){ 3600, c->join_max_per_address, 3600, 3600 };
 	auth_conf.prune_throttle_s = c->login_failure_window > c->login_max_delay ?
-	    c->login_failure_window : c->login_max_delay;
+	    c->login_failure_window :
+	    c->login_max_delay;
 	auth_conf.audit_retention_s = c->audit_retention;
 }
 
@@ -718,7 +719,8 @@ auth_tokens(long long user_id, struct auth_token_info **rows, size_t *n)
 	for (i = 0; i < count; i++) {
 		(void)kg_strlcpy(r[i].key, db_rows[i].key, sizeof(r[i].key));
 		(void)kg_strlcpy(r[i].created_at, db_rows[i].created_at, sizeof(r[i].created_at));
-		(void)kg_strlcpy(r[i].last_used_at, db_rows[i].last_used_at, sizeof(r[i].last_used_at));
+		(void)kg_strlcpy(r[i].last_used_at, db_rows[i].last_used_at,
+		    sizeof(r[i].last_used_at));
 		(void)kg_strlcpy(r[i].expires_at, db_rows[i].expires_at, sizeof(r[i].expires_at));
 		(void)kg_strlcpy(r[i].ip, db_rows[i].ip, sizeof(r[i].ip));
 		(void)kg_strlcpy(r[i].user_agent, db_rows[i].user_agent, sizeof(r[i].user_agent));

@@ -141,8 +141,8 @@ void auth_store_close(void);
 long auth_retry_after(void);
 enum auth_store_problem {
 	AUTH_STORE_FINE,
-	AUTH_STORE_UNMIGRATED,   /* the schema is older than this keygate: run keygate migrate */
-	AUTH_STORE_NO_ROLE,      /* PostgreSQL has no role for the user keygate runs as */
+	AUTH_STORE_UNMIGRATED, /* the schema is older than this keygate: run keygate migrate */
+	AUTH_STORE_NO_ROLE,    /* PostgreSQL has no role for the user keygate runs as */
 };
 enum auth_store_problem auth_store_problem(void);
 
@@ -163,7 +163,7 @@ struct auth_token_info {
 	char expires_at[KG_TS_LEN];
 	char ip[64];
 	char user_agent[256];
-	char scopes[1100];    /* "{a,b}": auth_scopes_from_text */
+	char scopes[1100]; /* "{a,b}": auth_scopes_from_text */
 };
 
 /* The user's live tokens, newest use first; *rows is malloc'd (caller frees). */

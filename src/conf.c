@@ -32,8 +32,8 @@ struct conf_key {
 	const char *def;
 	long min, max;      /* numeric bounds */
 	const char *choices; /* CT_CHOICE: space-separated */
-	size_t parsed;      /* CT_CIDRS, CT_ORIGINS: offset of the parsed list */
-	int restart;        /* 1: a reload keeps the running value (conf_keep_restart_keys) */
+	size_t parsed;       /* CT_CIDRS, CT_ORIGINS: offset of the parsed list */
+	int restart;         /* 1: a reload keeps the running value (conf_keep_restart_keys) */
 };
 
 /* inih's line buffer is INI_MAX_LINE (200) bytes with its newline and NUL. */
@@ -51,6 +51,8 @@ struct conf_key {
  * conf/keygate.conf and keygate.conf(5) document exactly these, and mark
  * [restart] exactly the RESTART ones (test_docs.py compares them).
  */
+/* One key a line reads as a table: */
+/* clang-format off */
 static const struct conf_key conf_table[] = {
 	{ "listen", CT_STR, O(listen), S(listen), "/run/keygate/keygate.sock", 0, 0, NULL, RESTART },
 	{ "listen_mode", CT_OCTAL, O(listen_mode), 0, "0660", 0, 0777, NULL, RESTART },
@@ -100,6 +102,7 @@ static const struct conf_key conf_table[] = {
 	{ "allowed_origins", CT_ORIGINS, O(allowed_origins), S(allowed_origins), "", 0, 0, NULL, LIST(origins) },
 	{ "audit_retention", CT_DURATION, O(audit_retention), 0, "90d", 86400, 315360000, NULL, RELOAD },
 };
+/* clang-format on */
 
 #define CONF_NKEYS (sizeof(conf_table) / sizeof(conf_table[0]))
 
@@ -455,8 +458,7 @@ conf_value_equal(const struct conf *a, const struct conf *b, const struct conf_k
 }
 
 int
-conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed,
-    size_t changedsz)
+conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed, size_t changedsz)
 {
 	size_t i, used = 0;
 	int n = 0, cut = 0;
@@ -469,8 +471,8 @@ conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed,
 		if (!k->restart)
 			continue;
 		if (!conf_value_equal(old, next, k)) {
-			int w = snprintf(changed + used, changedsz - used, "%s%s", n > 0 ? ", " : "",
-			    k->name);
+			int w = snprintf(changed + used, changedsz - used, "%s%s",
+			    n > 0 ? ", " : "", k->name);
 
 			if (!cut && w > 0 && used + (size_t)w < changedsz) {
 				used += (size_t)w;

@@ -54,7 +54,7 @@ struct conf {
 	int remember_idle_timeout;        /* seconds */
 	int remember_lifetime;            /* seconds */
 	int touch_interval;               /* seconds */
-	long token_cache_size;            /* shared by the pool; 0 = off, else whole sets of 4 (1-7: one) */
+	long token_cache_size; /* shared by the pool; 0 = off, else whole sets of 4 (1-7: one) */
 	int token_cache_ttl;              /* seconds */
 	/* abuse resistance */
 	int login_max_failures;
@@ -64,14 +64,14 @@ struct conf {
 	int login_max_per_address;
 	int join_max_per_address;         /* per hour */
 	int throttle_ipv6_prefix;         /* bits of an IPv6 address that are one client */
-	char trusted_proxies[CONF_STR_MAX]; /* CIDR list, as written */
+	char trusted_proxies[CONF_STR_MAX];    /* CIDR list, as written */
 	struct addr_list trusted_proxies_list; /* the same, parsed */
 	int audit_retention;              /* seconds */
 	/* browsers */
 	char cookie_name[64];
 	int cookie_secure;                /* 0/1 */
 	char allowed_origins[CONF_STR_MAX]; /* origins, as written */
-	struct addr_origins origins;      /* the same, parsed */
+	struct addr_origins origins;        /* the same, parsed */
 };
 
 /*
@@ -88,8 +88,7 @@ enum kg_err conf_load(const char *path, struct conf *c, char *err, size_t errsz)
  * their names, in table order and comma-separated, into changed ("" for
  * none; cut short if changedsz is too small).
  */
-int conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed,
-    size_t changedsz);
+int conf_keep_restart_keys(const struct conf *old, struct conf *next, char *changed, size_t changedsz);
 
 /* Which config file to use: the -c argument, else $KEYGATE_CONFIG, else the default. */
 const char *conf_path(const char *arg);

@@ -18,10 +18,10 @@ struct request;
 
 /* What credential_read found (holds a secret: credential_wipe when done). */
 struct credential {
-	struct token token;   /* valid when presented and KG_OK */
-	int presented;        /* a credential was presented, valid or not */
-	int by_cookie;        /* keygate's cookie, the only thing presented */
-	const char *missing;  /* "key" or "secret": half a pair in the body */
+	struct token token;  /* valid when presented and KG_OK */
+	int presented;       /* a credential was presented, valid or not */
+	int by_cookie;       /* keygate's cookie, the only thing presented */
+	const char *missing; /* "key" or "secret": half a pair in the body */
 };
 
 /* Take cookie_name and the parsed allowed_origins. KG_ECONFIG when the name is too long. */

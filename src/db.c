@@ -108,6 +108,8 @@ enum db_stmt {
 	ST__MAX
 };
 
+/* SQL laid out as SQL: */
+/* clang-format off */
 static const struct {
 	const char *name;
 	int nparams;
@@ -280,6 +282,7 @@ static const struct {
 	[ST_PRUNE_EVENTS] = { "prune_events", 1,
 	    "DELETE FROM auth_events WHERE at < now() - make_interval(secs => $1)" },
 };
+/* clang-format on */
 
 static struct {
 	PGconn *conn;

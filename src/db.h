@@ -104,9 +104,9 @@ enum kg_err db_privileges_missing(char *missing, size_t missingsz) KG_MUSTCHECK;
 void db_listen_for_revocations(int on);
 
 enum db_revocations {
-	DB_REVOCATIONS_NONE,     /* no session ended elsewhere since the last call */
-	DB_REVOCATIONS_SOME,     /* one or more did */
-	DB_REVOCATIONS_UNKNOWN,  /* the connection is down: nobody can tell */
+	DB_REVOCATIONS_NONE,    /* no session ended elsewhere since the last call */
+	DB_REVOCATIONS_SOME,    /* one or more did */
+	DB_REVOCATIONS_UNKNOWN, /* the connection is down: nobody can tell */
 };
 
 /*

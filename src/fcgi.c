@@ -17,8 +17,8 @@
 #include "json.h"
 #include "log.h"
 #include "router.h"
-#include "tokencheck.h"
 #include "scoreboard.h"
+#include "tokencheck.h"
 
 /*
  * libfcgi reads a request's parameters inside FCGX_Accept_r, before the

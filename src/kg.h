@@ -10,9 +10,9 @@
 #define KG_MUSTCHECK __attribute__((warn_unused_result))
 
 /* Sizes every layer shares, NUL included. */
-#define KG_NAME_MAX 65      /* a username: 3 to 64 bytes */
-#define KG_EMAIL_MAX 255    /* an email address: up to 254 bytes */
-#define KG_TS_LEN 32        /* a UTC timestamp, "2026-11-28T12:00:00Z" */
+#define KG_NAME_MAX 65   /* a username: 3 to 64 bytes */
+#define KG_EMAIL_MAX 255 /* an email address: up to 254 bytes */
+#define KG_TS_LEN 32     /* a UTC timestamp, "2026-11-28T12:00:00Z" */
 
 enum kg_err {
 	KG_OK = 0,

@@ -47,7 +47,7 @@ setup_worker(const struct conf *c)
 		return err;
 	}
 	if ((err = tokencheck_configure((size_t)c->token_cache_size, c->token_cache_ttl,
-	    c->touch_interval)) != KG_OK) {
+	         c->touch_interval)) != KG_OK) {
 		log_error("token cache: cannot allocate %ld entries", c->token_cache_size);
 		return err;
 	}

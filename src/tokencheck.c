@@ -52,9 +52,10 @@ static long long cache_ttl_ms;
 static int touch_interval;
 
 /* The epoch's segment: mapped once, for the life of the pool (reloads keep it). */
-static struct tokencheck_shared {
+struct tokencheck_shared {
 	atomic_ulong epoch;
-} *shared;
+};
+static struct tokencheck_shared *shared;
 
 /* The ticket of the current check (see the glossary). */
 static struct {
@@ -91,8 +92,8 @@ tokencheck_configure(size_t entries, int ttl_s, int touch_interval_s)
 	size_t bytes;
 
 	if (shared == NULL) {
-		p = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-		    -1, 0);
+		p = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return KG_ENOMEM;
 		shared = p;
@@ -251,8 +252,7 @@ cache_fresh(const struct cache_entry *e, long long now_ms)
 
 	return e->epoch == ticket.epoch &&
 	    /* Read after this worker began listening: no revocation since could pass it by. */
-	    e->as_of_ms >= db_listening_since() &&
-	    now_ms < e->until_ms &&
+	    e->as_of_ms >= db_listening_since() && now_ms < e->until_ms &&
 	    now < e->expires_at && now < e->last_used_at + e->idle_s;
 }
 

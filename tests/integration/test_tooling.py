@@ -146,7 +146,7 @@ def prepend(path, line):
 def test_check_layers_names_planted_includes_and_calls(tmp_path):
     src = src_copy(tmp_path)
     prepend(src / "api.c", '#include "db.h"')            # Routing -> Store
-    prepend(src / "auth.c", '#include "http.h"')         # Domain -> Transport
+    prepend(src / "auth.c", '#include "http.h"')         # Domain -> HTTP
     prepend(src / "kg.c", '#include <libpq-fe.h>')       # libpq outside Store
     call_line = 1 + (src / "auth.c").read_text().count("\n")
     with open(src / "auth.c", "a") as f:
@@ -159,7 +159,7 @@ def test_check_layers_names_planted_includes_and_calls(tmp_path):
     out = r.stdout
     assert "api.c:1: includes db.h: Routing never includes db.h or calls db_* " \
         "(Routing -> Store)" in out, out
-    assert "auth.c:1: includes http.h of http, a layer above (Domain -> Transport)" in out, out
+    assert "auth.c:1: includes http.h of http, a layer above (Domain -> HTTP)" in out, out
     assert "kg.c:1: includes <libpq-fe.h>: only Store may use libpq (Base -> libpq)" in out, out
     assert "auth.c:%d: calls router_tooling_call() of router, a layer above " \
         "(Domain -> Routing)" % call_line in out, out

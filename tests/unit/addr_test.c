@@ -470,7 +470,10 @@ static const struct {
 };
 
 static const char *const origins_bad[] = {
-	"app.example", "ftp://app.example", "https://app.example/path", "HTTPS://app.example",
+	"app.example",
+	"ftp://app.example",
+	"https://app.example/path",
+	"HTTPS://app.example",
 	"https://ok.example app.example",
 };
 

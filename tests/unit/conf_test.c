@@ -478,8 +478,8 @@ test_lists_parsed(void **state)
 	assert_int_equal(c.origins.n, 0);
 
 	if (load_text("status_allow = 10.0.0.0/8\ntrusted_proxies = 192.0.2.1, 2001:db8::/32\n"
-	    "allowed_origins = https://app.example http://admin.example:8080/\n", &c, err,
-	    sizeof(err), path, sizeof(path)) != KG_OK)
+	              "allowed_origins = https://app.example http://admin.example:8080/\n",
+	        &c, err, sizeof(err), path, sizeof(path)) != KG_OK)
 		fail_msg("conf_load: %s", err);
 	assert_int_equal(c.status_allow_list.n, 1);
 	assert_true(addr_list_match(&c.status_allow_list, "10.1.2.3"));
@@ -493,8 +493,8 @@ test_lists_parsed(void **state)
 	/* The environment replaces the file's list, parsed list and all. */
 	assert_int_equal(setenv("KEYGATE_STATUS_ALLOW", "192.0.2.0/24", 1), 0);
 	assert_int_equal(setenv("KEYGATE_ALLOWED_ORIGINS", "", 1), 0);
-	if (load_text("status_allow = 10.0.0.0/8\nallowed_origins = https://app.example\n", &c, err,
-	    sizeof(err), path, sizeof(path)) != KG_OK)
+	if (load_text("status_allow = 10.0.0.0/8\nallowed_origins = https://app.example\n", &c,
+	        err, sizeof(err), path, sizeof(path)) != KG_OK)
 		fail_msg("conf_load: %s", err);
 	assert_int_equal(c.status_allow_list.n, 1);
 	assert_true(addr_list_match(&c.status_allow_list, "192.0.2.9"));
@@ -516,12 +516,13 @@ test_keep_restart_keys(void **state)
 	(void)state;
 	assert_int_equal(conf_load(NULL, &old, err, sizeof(err)), KG_OK);
 	if (load_text("listen = /tmp/elsewhere.sock\nlisten_mode = 0600\nlisten_group = www-data\n"
-	    "backlog = 64\nuser = nobody\nhash_concurrency = 2\nworkers = 7\n"
-	    "status_allow = 10.0.0.0/8\ntoken_cache_size = 0\n", &next, err, sizeof(err), path,
-	    sizeof(path)) != KG_OK)
+	              "backlog = 64\nuser = nobody\nhash_concurrency = 2\nworkers = 7\n"
+	              "status_allow = 10.0.0.0/8\ntoken_cache_size = 0\n",
+	        &next, err, sizeof(err), path, sizeof(path)) != KG_OK)
 		fail_msg("conf_load: %s", err);
 	assert_int_equal(conf_keep_restart_keys(&old, &next, changed, sizeof(changed)), 6);
-	assert_string_equal(changed, "listen, listen_mode, listen_group, backlog, user, hash_concurrency");
+	assert_string_equal(changed,
+	    "listen, listen_mode, listen_group, backlog, user, hash_concurrency");
 	assert_string_equal(next.listen, old.listen);
 	assert_int_equal(next.listen_mode, old.listen_mode);
 	assert_string_equal(next.listen_group, old.listen_group);

@@ -946,7 +946,7 @@ test_parse_out_of_memory(void **state)
 		{ "remember", JF_BOOL, 0, 0 },
 	};
 	static const char body[] = "{\"username\":\"alice\",\"scopes\":[\"read\",\"write\"],"
-	    "\"remember\":true}";
+	                           "\"remember\":true}";
 	struct json_value v[3];
 	struct json_obj *errors;
 	enum kg_err rc = KG_ENOMEM;

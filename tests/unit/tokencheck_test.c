@@ -8,6 +8,7 @@
 #include "config.h"
 #endif
 
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,10 +31,10 @@
 
 /* The stubbed store. */
 static struct {
-	int listen;                     /* db_listen_for_revocations */
-	int down;                       /* the connection is down */
-	int notify;                     /* notifications waiting (db_revocations_read) */
-	long long listening_since;      /* db_listening_since */
+	int listen;                /* db_listen_for_revocations */
+	int down;                  /* the connection is down */
+	int notify;                /* notifications waiting (db_revocations_read) */
+	long long listening_since; /* db_listening_since */
 	struct {
 		char key[TOKEN_KEY_LEN + 1];
 		struct db_token row;
@@ -42,8 +42,8 @@ static struct {
 	} rows[ROWS];
 	int nrows;
 	int lookups, refreshes, reads;
-	int store_due;                  /* needs_touch: -1 by last_used_at, 0 never, 1 always */
-	void (*during)(void);           /* run inside the next statement, once */
+	int store_due;        /* needs_touch: -1 by last_used_at, 0 never, 1 always */
+	void (*during)(void); /* run inside the next statement, once */
 } st;
 
 void
@@ -235,7 +235,7 @@ test_a_notification_moves_the_epoch_first(void **state)
 	(void)state;
 	assert_false(hit(&t));
 	assert_false(hit(&u));
-	st.rows[st_find(t.key)].live = 0;       /* revoked on another host */
+	st.rows[st_find(t.key)].live = 0; /* revoked on another host */
 	st.notify = 1;
 	assert_int_equal(tokencheck_verify(&t, &(struct db_token){ 0 }), KG_ETOKEN);
 	/* every entry died with it, not only the one checked */
@@ -330,7 +330,7 @@ test_a_refresh_raced_by_a_revocation_is_not_kept(void **state)
 	/* the hit claims the write; another worker revokes while the refresh runs */
 	st.during = revoke_elsewhere_in_this_pool;
 	assert_int_equal(tokencheck_verify(&t, &row), KG_OK);
-	assert_int_equal(st.refreshes, 0);      /* not while the client waits */
+	assert_int_equal(st.refreshes, 0); /* not while the client waits */
 	tokencheck_after_response();
 	assert_int_equal(st.refreshes, 1);
 	/* the refresh's answer was not kept, and the revocation killed the entry */
@@ -417,7 +417,7 @@ another_worker_reads_it(void)
 		(void)snprintf(st_row(&child_token)->username, DB_NAME_MAX, "%s", "renamed");
 		/* its connection listens only from now: the cached entry is not for it */
 		st.listening_since = LLONG_MAX;
-		usleep(2000);   /* a ticket later than the parent's, by the millisecond clock */
+		usleep(2000); /* a ticket later than the parent's, by the millisecond clock */
 		_exit(tokencheck_verify(&child_token, &row) == KG_OK && st.lookups == 1 ? 0 : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -450,10 +450,10 @@ test_an_older_answer_never_replaces_a_newer_row(void **state)
 	assert_int_equal(tokencheck_verify(&t, &row), KG_OK);
 	assert_string_equal(row.username, "renamed");
 	/* A refresh that finds the token gone removes its entry. */
-	assert_false(hit(&g));                  /* cached, due by this host's clock */
-	st.rows[st_find(g.key)].live = 0;       /* revoked, no notification yet */
-	assert_int_equal(tokencheck_verify(&g, &row), KG_OK);   /* a hit: claims the write */
-	tokencheck_after_response();            /* the refresh finds it gone */
+	assert_false(hit(&g));            /* cached, due by this host's clock */
+	st.rows[st_find(g.key)].live = 0; /* revoked, no notification yet */
+	assert_int_equal(tokencheck_verify(&g, &row), KG_OK); /* a hit: claims the write */
+	tokencheck_after_response();                          /* the refresh finds it gone */
 	assert_int_equal(tokencheck_verify(&g, &row), KG_ETOKEN);
 }
 
@@ -550,7 +550,8 @@ main(void)
 		cmocka_unit_test_setup(test_no_entry_outlives_its_token_or_the_ttl, setup),
 		cmocka_unit_test_setup(test_a_due_touch_is_claimed_once, setup),
 		cmocka_unit_test_setup(test_an_older_answer_never_replaces_a_newer_row, setup),
-		cmocka_unit_test_setup(test_off_reads_the_store_every_time_and_writes_once_per_interval, setup),
+		cmocka_unit_test_setup(test_off_reads_the_store_every_time_and_writes_once_per_interval,
+		    setup),
 		cmocka_unit_test_setup(test_every_size_is_a_real_cache, setup),
 		cmocka_unit_test_setup(test_a_wrong_secret_is_refused_cached_or_not, setup),
 	};
