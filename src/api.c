@@ -196,7 +196,7 @@ api_ok(struct response *resp, int status)
 enum kg_err
 api_health(struct request *req, struct response *resp)
 {
-	enum kg_err err = auth_store_ready();
+	enum kg_err err = auth_store_ping();
 
 	if (err != KG_OK)
 		return err;

@@ -663,6 +663,12 @@ auth_store_ready(void)
 	return db_ready();
 }
 
+enum kg_err
+auth_store_ping(void)
+{
+	return db_ping();
+}
+
 void
 auth_store_close(void)
 {

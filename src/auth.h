@@ -137,6 +137,8 @@ void auth_event(const char *event, long long user_id, const char *username,
  * connection found wrong.
  */
 enum kg_err auth_store_ready(void) KG_MUSTCHECK;
+/* Run a statement: KG_OK only when the store answers now (GET /health). */
+enum kg_err auth_store_ping(void) KG_MUSTCHECK;
 void auth_store_close(void);
 long auth_retry_after(void);
 enum auth_store_problem {

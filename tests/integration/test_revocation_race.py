@@ -290,3 +290,86 @@ def test_max_tokens_per_user_holds_under_concurrent_logins(keygate, pg):
                     timeout=T)
         assert r.status == 200, r.text
         assert len(r.json()["sessions"]) == cap, r.text
+
+
+# --------------------------------------------------------------------------
+# Token checks racing a revocation through this pool
+
+CHECKERS = 6        # clients checking the victim token, each on its own connection
+CHECK_ROUNDS = 5 if os.environ.get("KG_SANITIZERS") == "1" else 10
+
+
+def revoke_through_the_api(kind, kg, name, victim, owner):
+    """Revoke the victim token by kind through the pool; returns once answered."""
+    auth = {"Authorization": "Bearer " + (victim if kind == "logout" else owner)}
+    if kind == "logout":
+        r = kg.fcgi("POST", "/logout", body={}, headers=auth, timeout=T)
+        ok = r.status == 200 and r.json()["key_removed"] is True
+    elif kind == "session_delete":
+        r = kg.fcgi("DELETE", "/sessions/" + victim.split(".")[0], headers=auth, timeout=T)
+        ok = r.status == 200
+    elif kind == "logout_all":
+        r = kg.fcgi("POST", "/logout", body={"all": True}, headers=auth, timeout=T)
+        ok = r.status == 200
+    elif kind == "password":
+        r = kg.fcgi("POST", "/password", headers=auth, timeout=T,
+                    body={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+        ok = r.status == 200
+    else:
+        raise AssertionError(kind)
+    assert ok, (kind, r.status, r.text)
+
+
+@pytest.mark.parametrize("kind", ["logout", "session_delete", "logout_all", "password"])
+def test_no_check_after_a_revocation_answers_accepts_the_token(keygate, kind):
+    """Clients check a token from every worker, from the shared cache, with
+    last_used_at writes and refreshes claimed and run after responses
+    (touch_interval and token_cache_ttl at their smallest), while the owner
+    revokes it through the pool. Whatever the interleaving, no check that
+    started after the revocation answered may accept the token: the
+    revoking worker moves the pool's epoch before it answers. The verdict
+    compares each check's start with that answer, not durations."""
+    kg = keygate.start(workers=4, token_cache_ttl=1, touch_interval=1, log_level="debug",
+                       **LIMITS)
+    late_accepts, checks_after = [], 0
+    for rnd in range(CHECK_ROUNDS):
+        name = new_user(kg)
+        r1, r2 = login(kg, name), login(kg, name)
+        assert r1.status == 200 and r2.status == 200, (r1.text, r2.text)
+        victim, owner = r1.json()["token"], r2.json()["token"]
+        stop = threading.Event()
+        seen = [[] for _ in range(CHECKERS)]
+
+        def check(out):
+            for _ in range(2000):                   # bounded, stops by itself
+                if stop.is_set():
+                    return
+                t0 = time.monotonic()
+                r = kg.fcgi("GET", "/me", headers={"Authorization": "Bearer " + victim},
+                            timeout=T)
+                out.append((t0, r.status))
+        threads = [threading.Thread(target=check, args=(seen[i],), daemon=True)
+                   for i in range(CHECKERS)]
+        for t in threads:
+            t.start()
+        # Into the entries' last quarter and past touch_interval, by round.
+        time.sleep(0.3 + 0.1 * (rnd % 8))
+        revoke_through_the_api(kind, kg, name, victim, owner)
+        answered = time.monotonic()
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(T)
+        assert not any(t.is_alive() for t in threads)
+        for out in seen:
+            assert {s for _, s in out} <= {200, 401}, {s for _, s in out}
+            after = [s for t0, s in out if t0 > answered]
+            checks_after += len(after)
+            late_accepts += [(rnd, s) for s in after if s == 200]
+        assert not valid(kg, victim)
+    assert not late_accepts, "%d checks accepted the token after its revocation answered" \
+        % len(late_accepts)
+    assert checks_after >= CHECK_ROUNDS * CHECKERS, checks_after
+    # The race covered the work left for after the response, not just plain hits.
+    log = kg.log()
+    assert ": last_used_at write claimed" in log and "cache hit" in log
