@@ -12,6 +12,7 @@
 #include "json.h"
 #include "log.h"
 #include "password.h"
+#include "scope.h"
 #include "scoreboard.h"
 
 #define API_UA_MAX 255
@@ -510,6 +511,44 @@ api_identity_headers(struct response *resp, const struct auth_session *s, const 
 	    "X-Keygate-Scopes", "%s", scopes);
 }
 
+/*
+ * The scope the web server's configuration requires of req's method at
+ * this location (KEYGATE_REQUIRE_SCOPE_READ for GET, HEAD and OPTIONS,
+ * _WRITE for the others, else KEYGATE_REQUIRE_SCOPE), or NULL for none.
+ */
+static const char *
+api_required_scope(const struct request *req)
+{
+	int safe = req->method == HTTP_GET || req->method == HTTP_HEAD || req->method == HTTP_OPTIONS;
+	const char *by_method = safe ? req->require_scope_read : req->require_scope_write;
+
+	if (by_method != NULL && by_method[0] != '\0')
+		return by_method;
+	if (req->require_scope != NULL && req->require_scope[0] != '\0')
+		return req->require_scope;
+	return NULL;
+}
+
+/* Does the session carry the scope req's location requires? KG_ESCOPE naming it if not. */
+static enum kg_err
+api_check_scope(const struct request *req, struct response *resp, const struct auth_session *s)
+{
+	const char *need = api_required_scope(req);
+
+	if (need == NULL)
+		return KG_OK;
+	/* A misconfigured location fails closed, and says why in the log. */
+	if (!scope_valid(need)) {
+		log_warnx("KEYGATE_REQUIRE_SCOPE for %s is not a scope: every request there is refused",
+		    req->path);
+		return KG_ESYS;
+	}
+	if (auth_session_allows(s, need))
+		return KG_OK;
+	resp->scope_needed = need;
+	return KG_ESCOPE;
+}
+
 enum kg_err
 api_auth(struct request *req, struct response *resp)
 {
@@ -518,6 +557,8 @@ api_auth(struct request *req, struct response *resp)
 	enum kg_err err;
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = api_check_scope(req, resp, &s)) != KG_OK)
 		return err;
 	if ((err = api_identity_headers(resp, &s, "X-")) != KG_OK)
 		return err;
@@ -535,6 +576,8 @@ api_authorize(struct request *req, struct response *resp)
 	enum kg_err err;
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+		return err;
+	if ((err = api_check_scope(req, resp, &s)) != KG_OK)
 		return err;
 	if ((err = api_identity_headers(resp, &s, "Variable-")) != KG_OK)
 		return err;

@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "password.h"
+#include "scope.h"
 #include "tokencheck.h"
 
 static struct {
@@ -162,6 +163,17 @@ auth_scopes_valid(const char *const *scopes, size_t n)
 			return 0;
 	}
 	return 1;
+}
+
+int
+auth_session_allows(const struct auth_session *s, const char *scope)
+{
+	size_t i;
+
+	for (i = 0; i < s->nscopes; i++)
+		if (scope_implies(s->scopes[i], scope))
+			return 1;
+	return 0;
 }
 
 /* "{a,b}" from PostgreSQL into s->scopes; elements never need quoting (validated). */

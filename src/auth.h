@@ -61,6 +61,9 @@ int auth_email_valid(const char *email);
 /* 1 when each scope is 1..64 of A-Z a-z 0-9 : . _ * - and there are 1..16. */
 int auth_scopes_valid(const char *const *scopes, size_t n);
 
+/* 1 when the session's scopes allow scope (a scope implies those below it: src/scope.h). */
+int auth_session_allows(const struct auth_session *s, const char *scope);
+
 /* Fill s->scopes from PostgreSQL's text form of a text[] ("{a,b}"). */
 void auth_scopes_from_text(const char *text, struct auth_session *s);
 

@@ -118,11 +118,13 @@ fcgi_content_length(const char *s)
 
 /* The request parameters keygate reads, in one pass over them (see fcgi_params). */
 #define FCGI_PARAMS(X) \
-	X(REQUEST_METHOD) X(QUERY_STRING) X(REMOTE_ADDR) X(CONTENT_TYPE) \
-	X(CONTENT_LENGTH) X(REQUEST_URI) X(SCRIPT_NAME) X(PATH_INFO) X(FCGI_ROLE) \
-	X(HTTP_AUTHORIZATION) X(HTTP_KEY) X(HTTP_SECRET) X(HTTP_USER_AGENT) \
-	X(HTTP_X_FORWARDED_FOR) X(HTTP_COOKIE) X(HTTP_ORIGIN) X(HTTP_REFERER) \
-	X(HTTP_X_REQUESTED_WITH) X(HTTP_ACCESS_CONTROL_REQUEST_METHOD)
+	X(REQUEST_METHOD) \
+	X(QUERY_STRING) X(REMOTE_ADDR) X(CONTENT_TYPE) X(CONTENT_LENGTH) X(REQUEST_URI) \
+	    X(SCRIPT_NAME) X(PATH_INFO) X(FCGI_ROLE) X(HTTP_AUTHORIZATION) X(HTTP_KEY) \
+	        X(HTTP_SECRET) X(HTTP_USER_AGENT) X(HTTP_X_FORWARDED_FOR) X(HTTP_COOKIE) \
+	            X(HTTP_ORIGIN) X(HTTP_REFERER) X(HTTP_X_REQUESTED_WITH) \
+	                X(HTTP_ACCESS_CONTROL_REQUEST_METHOD) X(KEYGATE_REQUIRE_SCOPE) \
+	                    X(KEYGATE_REQUIRE_SCOPE_READ) X(KEYGATE_REQUIRE_SCOPE_WRITE)
 
 #define FCGI_PARAM_ENUM(n) P_##n,
 enum fcgi_param { FCGI_PARAMS(FCGI_PARAM_ENUM) P__MAX };
@@ -184,6 +186,10 @@ fcgi_read_params(FCGX_Request *r, const struct conf *c, struct request *req)
 	req->referer = v[P_HTTP_REFERER];
 	req->requested_with = v[P_HTTP_X_REQUESTED_WITH];
 	req->preflight_method = v[P_HTTP_ACCESS_CONTROL_REQUEST_METHOD];
+	/* Set by the web server's configuration per location; no header can set them. */
+	req->require_scope = v[P_KEYGATE_REQUIRE_SCOPE];
+	req->require_scope_read = v[P_KEYGATE_REQUIRE_SCOPE_READ];
+	req->require_scope_write = v[P_KEYGATE_REQUIRE_SCOPE_WRITE];
 	role = v[P_FCGI_ROLE];
 	req->authorizer = role != NULL && strcmp(role, "AUTHORIZER") == 0;
 	req->content_length = fcgi_content_length(v[P_CONTENT_LENGTH]);

@@ -47,6 +47,14 @@ struct request {
 	const char *referer;
 	const char *requested_with; /* X-Requested-With: a cross-site form cannot send it */
 	const char *preflight_method; /* Access-Control-Request-Method */
+	/*
+	 * The scope a protected location requires (KEYGATE_REQUIRE_SCOPE), and
+	 * for safe methods (GET, HEAD, OPTIONS: _READ) or the others (_WRITE)
+	 * instead; set only by the web server's configuration. May be NULL.
+	 */
+	const char *require_scope;
+	const char *require_scope_read;
+	const char *require_scope_write;
 	int authorizer;             /* FCGI_ROLE=AUTHORIZER */
 	char *body;                 /* owned */
 	size_t body_len;
@@ -66,6 +74,7 @@ struct response {
 	unsigned nheaders;
 	long retry_after;           /* seconds; > 0 adds Retry-After */
 	int token_presented;        /* a 401 then says error="invalid_token" */
+	const char *scope_needed; /* a 403 insufficient_scope names it (static or request-owned) */
 	int no_body;                /* HEAD, 204, authorizer allow: headers only */
 	int bare;                   /* authorizer allow: no Content-Type or cache headers either */
 	/* Last: 16 KiB that response_init leaves alone; only [0, nheaders) is valid. */

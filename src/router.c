@@ -39,7 +39,11 @@ static const struct {
 	[KG_EAUTH] = { 401, "invalid_credentials", "Invalid username or password." },
 	[KG_ETOKEN] = { 401, "invalid_token", "The token is missing, invalid or expired." },
 	[KG_EFORBIDDEN] = { 403, "forbidden", "Not allowed." },
-	[KG_ECSRF] = { 403, "csrf_failed", "Cross-site request refused: send it from an allowed origin." },
+	[KG_ECSRF] = { 403, "csrf_failed",
+	    "Cross-site request refused: send it from an allowed origin." },
+	[KG_ESCOPE] = { 403, "insufficient_scope", "The token does not carry the scope this needs." },
+	[KG_ESESSION] = { 403, "session_required",
+	    "This needs a session token (a login), not an API token." },
 	[KG_ENOTFOUND] = { 404, "not_found", "Not found." },
 	[KG_EMETHOD] = { 405, "method_not_allowed", "Method not allowed on this path." },
 	[KG_EUSERNAME_TAKEN] = { 409, "username_taken", "That username is taken." },
@@ -80,6 +84,14 @@ router_error(struct response *resp, enum kg_err err)
 	    http_header_add(resp, "WWW-Authenticate", "Bearer realm=\"keygate\"%s",
 		resp->token_presented && err == KG_ETOKEN ? ", error=\"invalid_token\"" : "") != KG_OK)
 		log_warnx("cannot add WWW-Authenticate");
+	/* RFC 6750 3.1: which scope; the scope syntax needs no escaping in a quoted string. */
+	if (err == KG_ESCOPE && resp->scope_needed != NULL) {
+		json_set_str(resp->json, "scope", resp->scope_needed);
+		if (http_header_add(resp, "WWW-Authenticate",
+		        "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"%s\"",
+		        resp->scope_needed) != KG_OK)
+			log_warnx("cannot add WWW-Authenticate");
+	}
 	if (resp->status == 503 || resp->status == 429) {
 		long after = resp->retry_after > 0 ? resp->retry_after : auth_retry_after();
 		if (http_header_add(resp, "Retry-After", "%ld", after) != KG_OK)

@@ -291,7 +291,7 @@ class LighttpdServer(_Server):
             f.write("\n".join(lines) + "\n")
 
 
-DEFAULT_APACHE_MODULES = ("mpm_event", "authz_core", "mime", "alias", "dir")
+DEFAULT_APACHE_MODULES = ("mpm_event", "authz_core", "mime", "alias", "dir", "setenvif")
 
 
 class Apache(_Server):

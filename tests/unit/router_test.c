@@ -338,6 +338,8 @@ static const struct {
 	{ KG_ETOKEN, 401, "invalid_token" },
 	{ KG_EFORBIDDEN, 403, "forbidden" },
 	{ KG_ECSRF, 403, "csrf_failed" },
+	{ KG_ESCOPE, 403, "insufficient_scope" },
+	{ KG_ESESSION, 403, "session_required" },
 	{ KG_ENOTFOUND, 404, "not_found" },
 	{ KG_EMETHOD, 405, "method_not_allowed" },
 	{ KG_EUSERNAME_TAKEN, 409, "username_taken" },
