@@ -14,19 +14,20 @@
 #define KG_EMAIL_MAX 255 /* an email address: up to 254 bytes */
 #define KG_TS_LEN 32     /* a UTC timestamp, "2026-11-28T12:00:00Z" */
 
+/* clang-format off */
 enum kg_err {
 	KG_OK = 0,
-	KG_ENOMEM,     /* allocation failed */
-	KG_EINPUT,     /* request failed validation (400 invalid_request) */
-	KG_EJSON,      /* body is not acceptable JSON (400 invalid_json) */
-	KG_EAUTH,      /* wrong username/password (401 invalid_credentials) */
-	KG_ETOKEN,     /* missing, malformed, unknown, expired token (401) */
-	KG_EFORBIDDEN, /* caller may not do this (403) */
-	KG_ECSRF,      /* cookie-authenticated request failed the CSRF check (403) */
-	KG_ESCOPE,    /* the token lacks the scope the request needs (403 insufficient_scope) */
-	KG_ESESSION,  /* an API token where a session is needed (403 session_required) */
-	KG_ENOTFOUND, /* no such route or object (404) */
-	KG_EMETHOD,   /* route exists, method does not (405) */
+	KG_ENOMEM,          /* allocation failed */
+	KG_EINPUT,          /* request failed validation (400 invalid_request) */
+	KG_EJSON,           /* body is not acceptable JSON (400 invalid_json) */
+	KG_EAUTH,           /* wrong username/password (401 invalid_credentials) */
+	KG_ETOKEN,          /* missing, malformed, unknown, expired token (401) */
+	KG_EFORBIDDEN,      /* caller may not do this (403) */
+	KG_ECSRF,           /* cookie-authenticated request failed the CSRF check (403) */
+	KG_ESCOPE,          /* the token lacks the scope the request needs (403) */
+	KG_ESESSION,        /* an API token where a session is needed (403) */
+	KG_ENOTFOUND,       /* no such route or object (404) */
+	KG_EMETHOD,         /* route exists, method does not (405) */
 	KG_EUSERNAME_TAKEN, /* 409 */
 	KG_EEMAIL_TAKEN,    /* 409 */
 	KG_ETOOLARGE,       /* body over max_body (413) */
@@ -37,6 +38,7 @@ enum kg_err {
 	KG_ECONFIG,         /* configuration error (start-up, check-config) */
 	KG_ERR__MAX
 };
+/* clang-format on */
 
 /* Milliseconds on the monotonic clock: for intervals and deadlines. */
 long long kg_monotonic_ms(void);
