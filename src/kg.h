@@ -16,23 +16,24 @@
 
 enum kg_err {
 	KG_OK = 0,
-	KG_ENOMEM,        /* allocation failed */
-	KG_EINPUT,        /* request failed validation (400 invalid_request) */
-	KG_EJSON,         /* body is not acceptable JSON (400 invalid_json) */
-	KG_EAUTH,         /* wrong username/password (401 invalid_credentials) */
-	KG_ETOKEN,        /* missing, malformed, unknown, expired token (401) */
-	KG_EFORBIDDEN,    /* caller may not do this (403) */
-	KG_ECSRF,         /* cookie-authenticated request failed the CSRF check (403) */
-	KG_ENOTFOUND,     /* no such route or object (404) */
-	KG_EMETHOD,       /* route exists, method does not (405) */
+	KG_ENOMEM,          /* allocation failed */
+	KG_EINPUT,          /* request failed validation (400 invalid_request) */
+	KG_EJSON,           /* body is not acceptable JSON (400 invalid_json) */
+	KG_EAUTH,           /* wrong username/password (401 invalid_credentials) */
+	KG_ETOKEN,          /* missing, malformed, unknown, expired token (401) */
+	KG_EFORBIDDEN,      /* caller may not do this (403) */
+	KG_ECSRF,           /* cookie-authenticated request failed the CSRF check (403) */
+	KG_ENOTFOUND,       /* no such route or object (404) */
+	KG_EMETHOD,         /* route exists, method does not (405) */
 	KG_EUSERNAME_TAKEN, /* 409 */
-	KG_EEMAIL_TAKEN,  /* 409 */
-	KG_ETOOLARGE,     /* body over max_body (413) */
-	KG_EMEDIA,        /* body is not application/json (415) */
-	KG_ETHROTTLED,    /* too many attempts (429) */
-	KG_EDB,           /* database unreachable or failed (503) */
-	KG_ESYS,          /* anything else (500) */
-	KG_ECONFIG,       /* configuration error (start-up, check-config) */
+	KG_EEMAIL_TAKEN,    /* 409 */
+	KG_ECONFLICT,       /* a unique constraint other than those above (409 conflict) */
+	KG_ETOOLARGE,       /* body over max_body (413) */
+	KG_EMEDIA,          /* body is not application/json (415) */
+	KG_ETHROTTLED,      /* too many attempts (429) */
+	KG_EDB,             /* database unreachable or failed (503) */
+	KG_ESYS,            /* anything else (500) */
+	KG_ECONFIG,         /* configuration error (start-up, check-config) */
 	KG_ERR__MAX
 };
 
