@@ -14,7 +14,7 @@ machine, so that the figures are comparable on a noisy machine:
     ratio is the median of the pairs') and with fcgi_hello closing
     connections the way keygate does (prompt-close), then at the same connection counts
     `pgbench -S` and keygate's own token lookup as a pgbench script (the
-    SQL of ST_TOKEN_LOOKUP, taken from src/db.c);
+    SQL of token_lookup, taken from src/db_tokens.c);
   * the resident size of every worker after warm-up and after N requests;
   * POST /api/login at 1, 2 and 8 connections against the Argon2id rate of
     libargon2 at the same parameters (bench/argon2_rate.c);
@@ -60,8 +60,9 @@ USERS = 10000
 PASSWORD = "bench-password-Quartz-Lantern-42"   # >= 15 chars, not common
 TOUCH_INTERVAL = 60                              # keygate's default
 
-# ST_TOKEN_LOOKUP as of the commit this benchmark was written against; used
-# only when it cannot be taken from src/db.c (bench/run says which it used).
+# The token_lookup statement as of the commit this benchmark was written
+# against; used only when it cannot be taken from src/db_tokens.c (bench/run
+# says which it used).
 FALLBACK_LOOKUP_SQL = (
     "SELECT k.user_id, encode(k.secret_digest, 'hex'), u.username, k.scopes::text,"
     " k.last_used_at < now() - make_interval(secs => $2),"
@@ -313,24 +314,18 @@ def make_token():
 # the token lookup, as keygate runs it
 
 def lookup_sql_from_source():
-    """ST_TOKEN_LOOKUP's SQL and parameter count from src/db.c, through the
-    C preprocessor (its macros expanded). Raises BenchError."""
+    """The token_lookup statement's SQL and parameter count from
+    src/db_tokens.c, where it is written out in full. Raises BenchError."""
+    path = os.path.join(REPO, "src", "db_tokens.c")
     try:
-        inc = subprocess.run(["pg_config", "--includedir"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, universal_newlines=True,
-                             timeout=10).stdout.strip() or "/usr/include/postgresql"
-    except OSError:
-        inc = "/usr/include/postgresql"
-    p = subprocess.run(["gcc", "-E", "-P", "-I", REPO, "-I", os.path.join(REPO, "src"),
-                        "-I", inc, os.path.join(REPO, "src", "db.c")],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=60)
-    if p.returncode != 0:
-        raise BenchError("gcc -E src/db.c failed: %s" % p.stderr[-500:])
-    m = re.search(r'\[\s*ST_TOKEN_LOOKUP\s*\]\s*=\s*\{\s*"[^"]*"\s*,\s*(\d+)\s*,'
-                  r'((?:\s*"(?:[^"\\]|\\.)*")+)\s*\}', p.stdout)
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise BenchError("%s: %s" % (path, e))
+    m = re.search(r'static const struct db_stmt st_token_lookup = \{\s*"[^"]*"\s*,\s*(\d+)\s*,'
+                  r'((?:\s*"(?:[^"\\]|\\.)*")+)\s*\}', text)
     if not m:
-        raise BenchError("ST_TOKEN_LOOKUP not found in src/db.c")
+        raise BenchError("st_token_lookup not found in src/db_tokens.c")
     parts = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2))
     sql = "".join(codecs.decode(s, "unicode_escape") for s in parts)
     return sql, int(m.group(1))
@@ -707,7 +702,7 @@ def main():
         try:
             sql, nparams = lookup_sql_from_source()
             script = pgbench_lookup_script(sql, nparams)
-            res.put("pgbench_lookup_sql", "src/db.c ST_TOKEN_LOOKUP")
+            res.put("pgbench_lookup_sql", "src/db_tokens.c st_token_lookup")
         except BenchError as e:
             note("token lookup SQL: %s; using the copy in bench/bench.py" % e)
             script = pgbench_lookup_script(FALLBACK_LOOKUP_SQL, 2)

@@ -83,9 +83,13 @@ auth_name_record(const char *typed, int fold, char *out, size_t outsz)
 	crypto_wipe(low, sizeof(low));
 }
 
-void
-auth_event(const char *event, long long user_id, const char *username,
-    const struct auth_client *cl)
+/*
+ * Record an audit event (failures are logged, not returned). A username
+ * that cannot be one is recorded as AUTH_NAME_TAG_LEN characters: "#" and
+ * hex digits of its digest (see auth_name_record).
+ */
+static void
+auth_event(enum db_event event, long long user_id, const char *username, const struct auth_client *cl)
 {
 	char name[DB_NAME_MAX];
 	const char *ip = auth_has_ip(cl) ? cl->ip : NULL;
@@ -95,7 +99,7 @@ auth_event(const char *event, long long user_id, const char *username,
 	if (username != NULL)
 		auth_name_record(username, 0, name, sizeof(name));
 	if (db_event_insert(event, user_id, username != NULL ? name : NULL, ip, ua) != KG_OK)
-		log_warnx("audit: could not record %s", event);
+		log_warnx("audit: could not record %s", db_event_name(event));
 }
 
 /* A login refused by the block of subject or of the client's address: one row per block. */
@@ -109,7 +113,7 @@ auth_event_throttled(const char *username, const char *subject, const struct aut
 	auth_name_record(username, 0, name, sizeof(name));
 	if (db_event_throttled(auth_addr_key(cl), subject, name, auth_has_ip(cl) ? cl->ip : NULL,
 	    ua) != KG_OK)
-		log_warnx("audit: could not record login_throttled");
+		log_warnx("audit: could not record %s", db_event_name(DB_EVENT_LOGIN_THROTTLED));
 }
 
 static int
@@ -307,7 +311,7 @@ auth_register(const char *username, const char *email, const char *password, siz
 	if (err == KG_OK)
 		err = db_user_insert(username, email, hash, user_id);
 	if (err == KG_OK)
-		auth_event("join", *user_id, username, cl);
+		auth_event(DB_EVENT_JOIN, *user_id, username, cl);
 out:
 	crypto_free_secret(norm);
 	return err;
@@ -464,7 +468,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		return err;
 	err = auth_check_password(err, subject, password, pwlen, &u);
 	if (err == KG_EAUTH)
-		auth_event("login_failed", u.id, username, cl);
+		auth_event(DB_EVENT_LOGIN_FAILED, u.id, username, cl);
 	if (err != KG_OK)
 		return err;
 	if (nscopes == 0) {
@@ -513,7 +517,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		 * while the password was being checked: the login answers as if
 		 * the password were wrong, which after a change it is.
 		 */
-		auth_event("login_failed", u.id, u.username, cl);
+		auth_event(DB_EVENT_LOGIN_FAILED, u.id, u.username, cl);
 		err = KG_EAUTH;
 		goto out;
 	}
@@ -552,7 +556,7 @@ auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
 	if (*removed > 0 || (all && err == KG_OK))
 		tokencheck_revoked();
 	if (err == KG_OK)
-		auth_event(all ? "logout_all" : "logout", s->user_id, s->username, cl);
+		auth_event(all ? DB_EVENT_LOGOUT_ALL : DB_EVENT_LOGOUT, s->user_id, s->username, cl);
 	return err;
 }
 
@@ -570,7 +574,7 @@ auth_revoke(long long user_id, const char *username, const char *key,
 	if (removed != 1)
 		return KG_ENOTFOUND;
 	tokencheck_revoked();
-	auth_event("token_revoked", user_id, username, cl);
+	auth_event(DB_EVENT_TOKEN_REVOKED, user_id, username, cl);
 	return KG_OK;
 }
 
@@ -583,7 +587,7 @@ auth_set_disabled(const char *username, int disabled, const struct auth_client *
 	if ((err = db_user_set_disabled(username, disabled, &id)) != KG_OK)
 		return err;
 	tokencheck_revoked();
-	auth_event(disabled ? "user_disabled" : "user_enabled", id, username, cl);
+	auth_event(disabled ? DB_EVENT_USER_DISABLED : DB_EVENT_USER_ENABLED, id, username, cl);
 	return KG_OK;
 }
 
@@ -615,12 +619,12 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 		return err;
 	if ((err = auth_check_password(err, subject, current, curlen, &u)) != KG_OK) {
 		if (err == KG_EAUTH)
-			auth_event("login_failed", user_id, name, cl);
+			auth_event(DB_EVENT_LOGIN_FAILED, user_id, name, cl);
 		return err;
 	}
-	if (db_throttle_clear("user", subject) != KG_OK ||
+	if (db_throttle_clear(DB_SCOPE_USER, subject) != KG_OK ||
 	    (auth_addr_key(cl) != NULL &&
-	    db_throttle_release("addr", auth_addr_key(cl), (int)auth_conf.addr.max) != KG_OK))
+	        db_throttle_release(DB_SCOPE_ADDR, auth_addr_key(cl), (int)auth_conf.addr.max) != KG_OK))
 		log_warnx("could not clear login attempts");
 	err = auth_new_password("new_password", u.username, newpw, newlen, hash, sizeof(hash), fe);
 	if (err != KG_OK)
@@ -628,7 +632,7 @@ auth_change_password(long long user_id, const char *current, size_t curlen, cons
 	if ((err = db_user_set_password(user_id, hash, keep_key, revoked)) != KG_OK)
 		return err;
 	tokencheck_revoked();
-	auth_event("password_changed", user_id, u.username, cl);
+	auth_event(DB_EVENT_PASSWORD_CHANGED, user_id, u.username, cl);
 	return KG_OK;
 }
 
@@ -651,7 +655,7 @@ auth_set_password(const char *username, const char *pw, size_t pwlen,
 	if ((err = db_user_set_password(u.id, hash, NULL, revoked)) != KG_OK)
 		return err;
 	tokencheck_revoked();
-	auth_event("password_changed", u.id, u.username, cl);
+	auth_event(DB_EVENT_PASSWORD_CHANGED, u.id, u.username, cl);
 	return KG_OK;
 }
 
@@ -665,7 +669,7 @@ auth_revoke_all(long long user_id, const char *username, const struct auth_clien
 		return err;
 	tokencheck_revoked();
 	if (*revoked > 0)
-		auth_event("token_revoked", user_id, username, cl);
+		auth_event(DB_EVENT_TOKEN_REVOKED, user_id, username, cl);
 	return KG_OK;
 }
 
@@ -768,5 +772,11 @@ auth_events(const char *username, const char *since, long limit, auth_row_fn fn,
 enum kg_err
 auth_prune(long counts[3])
 {
-	return db_prune(auth_conf.prune_throttle_s, auth_conf.audit_retention_s, counts);
+	enum kg_err err;
+
+	if ((err = db_token_prune(&counts[0])) != KG_OK)
+		return err;
+	if ((err = db_throttle_prune(auth_conf.prune_throttle_s, &counts[1])) != KG_OK)
+		return err;
+	return db_event_prune(auth_conf.audit_retention_s, &counts[2]);
 }

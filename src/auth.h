@@ -126,14 +126,6 @@ enum kg_err auth_set_disabled(const char *username, int disabled,
     const struct auth_client *cl) KG_MUSTCHECK;
 
 /*
- * Record an audit event (failures are logged, not returned). A username
- * that cannot be one is recorded as AUTH_NAME_TAG_LEN characters: "#" and
- * hex digits of its digest (see auth_name_record).
- */
-void auth_event(const char *event, long long user_id, const char *username,
-    const struct auth_client *cl);
-
-/*
  * The store behind the rules, for GET /health and the command line:
  * connect now if not connected (KG_EDB when it cannot be), close, how long
  * a client should wait while it is down (seconds, >= 1), and what the last

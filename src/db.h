@@ -1,7 +1,10 @@
 /*
- * db: the only includer of libpq-fe.h. One connection per process, every
- * statement prepared once per connection, typed wrappers per query. No SQL
- * is ever assembled from request data.
+ * db: the store, and with its parts (db_*.c) the only includer of
+ * libpq-fe.h. One connection per process (db.c), every statement prepared
+ * once per connection, typed wrappers per query, one file per aggregate:
+ * users (db_users.c), tokens (db_tokens.c), throttle (db_throttle.c),
+ * audit (db_audit.c), migrations (db_migrate.c). No SQL is ever assembled
+ * from request data.
  */
 #ifndef DB_H
 #define DB_H
@@ -22,6 +25,43 @@ struct conf;
 #define DB_REVOKE_CHANNEL "keygate_revoke"  /* NOTIFY channel: some session ended */
 /* The newest migration (db/migrations/NNNN_*.sql) this build's statements need. */
 #define DB_SCHEMA_VERSION "0005"
+
+/*
+ * Names the schema shares with the C code, defined here once: C passes
+ * them to the statements as parameters. The SQL of the migrations repeats
+ * them in two places only, checked against these by tests/unit/db_test.c:
+ * the CHECK constraints of throttle.scope and auth_events.event
+ * (0002_throttle_and_audit.sql) and the body of keygate_login_finish
+ * (0004_credential_generation.sql: 'addr', 'user', 'login_ok'), since a
+ * migration once applied is never edited.
+ */
+
+/* A throttle row's scope: whose attempts it counts. */
+enum db_scope {
+	DB_SCOPE_USER, /* "user": an account's failed logins, by lower(username) */
+	DB_SCOPE_ADDR, /* "addr": a client address's failed logins */
+	DB_SCOPE_JOIN, /* "join": a client address's registrations */
+	DB_SCOPE__MAX
+};
+
+/* An audit event (auth_events.event). */
+enum db_event {
+	DB_EVENT_JOIN,             /* "join" */
+	DB_EVENT_LOGIN_OK,         /* "login_ok" (written by keygate_login_finish) */
+	DB_EVENT_LOGIN_FAILED,     /* "login_failed" */
+	DB_EVENT_LOGIN_THROTTLED,  /* "login_throttled" (db_event_throttled) */
+	DB_EVENT_LOGOUT,           /* "logout" */
+	DB_EVENT_LOGOUT_ALL,       /* "logout_all" */
+	DB_EVENT_TOKEN_REVOKED,    /* "token_revoked" */
+	DB_EVENT_PASSWORD_CHANGED, /* "password_changed" */
+	DB_EVENT_USER_DISABLED,    /* "user_disabled" */
+	DB_EVENT_USER_ENABLED,     /* "user_enabled" */
+	DB_EVENT__MAX
+};
+
+/* The name the schema knows a scope or event by; NULL for none. Static storage. */
+const char *db_scope_name(enum db_scope scope);
+const char *db_event_name(enum db_event event);
 
 struct db_user {
 	long long id;
@@ -124,7 +164,11 @@ enum db_revocations db_revocations_read(int read_socket);
  */
 long long db_listening_since(void);
 
-/* KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN on a unique violation. */
+/*
+ * KG_EUSERNAME_TAKEN / KG_EEMAIL_TAKEN when the username or email is taken
+ * (a race with another registration), KG_ECONFLICT for any other unique
+ * violation.
+ */
 enum kg_err db_user_insert(const char *username, const char *email, const char *hash,
     long long *id) KG_MUSTCHECK;
 /* KG_ENOTFOUND when there is no such user (case-insensitive). */
@@ -230,12 +274,12 @@ enum kg_err db_login_begin(const char *addr, const char *subject,
     const struct db_throttle_rule *addr_rule, const struct db_throttle_rule *user_rule,
     const char *username, struct db_user *u, long *retry_after) KG_MUSTCHECK;
 /* Forget a subject's attempts (a successful login clears its account). */
-enum kg_err db_throttle_clear(const char *scope, const char *subject) KG_MUSTCHECK;
+enum kg_err db_throttle_clear(enum db_scope scope, const char *subject) KG_MUSTCHECK;
 /* Give back one attempt that was not a failure. */
-enum kg_err db_throttle_release(const char *scope, const char *subject, int max) KG_MUSTCHECK;
+enum kg_err db_throttle_release(enum db_scope scope, const char *subject, int max) KG_MUSTCHECK;
 
 /* Record an audit event; user_id <= 0 and NULL strings are stored as NULL. */
-enum kg_err db_event_insert(const char *event, long long user_id, const char *username,
+enum kg_err db_event_insert(enum db_event event, long long user_id, const char *username,
     const char *ip, const char *user_agent) KG_MUSTCHECK;
 /*
  * Record a login refused by a block: of the address's throttle key addr
@@ -255,8 +299,12 @@ enum kg_err db_user_list(db_row_fn fn, void *arg) KG_MUSTCHECK;
 /* at, event, user_id, username, ip, user_agent, count; filters may be NULL. */
 enum kg_err db_events(const char *username, const char *since, long limit, db_row_fn fn,
     void *arg) KG_MUSTCHECK;
-/* Delete dead tokens, old throttle rows, events past retention; counts of each. */
-enum kg_err db_prune(long throttle_window_s, long retention_s, long counts[3]) KG_MUSTCHECK;
+/* Delete dead tokens (*count: how many). */
+enum kg_err db_token_prune(long *count) KG_MUSTCHECK;
+/* Delete throttle rows older than window_s and not blocked (*count: how many). */
+enum kg_err db_throttle_prune(long window_s, long *count) KG_MUSTCHECK;
+/* Delete events older than retention_s (*count: how many). */
+enum kg_err db_event_prune(long retention_s, long *count) KG_MUSTCHECK;
 
 /* Migrations (keygate migrate). */
 enum kg_err db_migrate_begin(void) KG_MUSTCHECK;   /* advisory lock + bookkeeping table */

@@ -18,6 +18,7 @@ static const char *const kg_errtext[KG_ERR__MAX] = {
 	[KG_EMETHOD] = "method not allowed",
 	[KG_EUSERNAME_TAKEN] = "username taken",
 	[KG_EEMAIL_TAKEN] = "email taken",
+	[KG_ECONFLICT] = "conflict",
 	[KG_ETOOLARGE] = "payload too large",
 	[KG_EMEDIA] = "unsupported media type",
 	[KG_ETHROTTLED] = "too many requests",

@@ -30,6 +30,7 @@ enum kg_err {
 	KG_EMETHOD,         /* route exists, method does not (405) */
 	KG_EUSERNAME_TAKEN, /* 409 */
 	KG_EEMAIL_TAKEN,    /* 409 */
+	KG_ECONFLICT,       /* a unique constraint other than those above (409 conflict) */
 	KG_ETOOLARGE,       /* body over max_body (413) */
 	KG_EMEDIA,          /* body is not application/json (415) */
 	KG_ETHROTTLED,      /* too many attempts (429) */

@@ -48,6 +48,7 @@ static const struct {
 	[KG_EMETHOD] = { 405, "method_not_allowed", "Method not allowed on this path." },
 	[KG_EUSERNAME_TAKEN] = { 409, "username_taken", "That username is taken." },
 	[KG_EEMAIL_TAKEN] = { 409, "email_taken", "That email address is taken." },
+	[KG_ECONFLICT] = { 409, "conflict", "That conflicts with what exists already." },
 	[KG_ETOOLARGE] = { 413, "payload_too_large", "The request body is too large." },
 	[KG_EMEDIA] = { 415, "unsupported_media_type", "The body must be application/json." },
 	[KG_ETHROTTLED] = { 429, "too_many_requests", "Too many attempts; retry later." },

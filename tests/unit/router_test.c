@@ -344,6 +344,7 @@ static const struct {
 	{ KG_EMETHOD, 405, "method_not_allowed" },
 	{ KG_EUSERNAME_TAKEN, 409, "username_taken" },
 	{ KG_EEMAIL_TAKEN, 409, "email_taken" },
+	{ KG_ECONFLICT, 409, "conflict" },
 	{ KG_ETOOLARGE, 413, "payload_too_large" },
 	{ KG_EMEDIA, 415, "unsupported_media_type" },
 	{ KG_ETHROTTLED, 429, "too_many_requests" },
