@@ -29,6 +29,8 @@ static const struct {
 	{ "user", "disable", "NAME" },
 	{ "user", "enable", "NAME" },
 	{ "user", "list", "[--json]" },
+	{ "user", "grant", "NAME SCOPE..." },
+	{ "user", "ungrant", "NAME SCOPE..." },
 	{ "token", "list", "NAME" },
 	{ "token", "revoke", "NAME (--key KEY | --all)" },
 	{ "events", NULL, "[--user NAME] [--since TIME] [--limit N]" },
@@ -327,13 +329,29 @@ admin_user_row(void *arg, const char *const *cols, size_t n)
 	struct json_obj *arr = arg;
 	char name[ADMIN_SHOW_MAX], email[ADMIN_SHOW_MAX];
 
-	if (n < 6)
+	struct scope_set granted;
+	char scopes[SCOPE_TEXT_MAX];
+
+	if (n < 7)
 		return;
+	scope_set_from_text(cols[6], &granted);
 	if (arr == NULL) {
-		printf("%-8s %-24s %-32s %-9s %-21s %s\n", cols[0],
+		/* Space-separated, as they are granted: never a client's bytes. */
+		size_t i, used = 0;
+
+		scopes[0] = '\0';
+		for (i = 0; i < granted.n; i++) {
+			int w = snprintf(scopes + used, sizeof(scopes) - used, "%s%s",
+			    i ? " " : "", granted.s[i]);
+			if (w < 0 || (size_t)w >= sizeof(scopes) - used)
+				break;
+			used += (size_t)w;
+		}
+		printf("%-8s %-24s %-32s %-9s %-21s %-6s %s\n", cols[0],
 		    admin_show(cols[1], name, sizeof(name)),
 		    cols[2][0] ? admin_show(cols[2], email, sizeof(email)) : "-",
-		    cols[3][0] == 't' ? "disabled" : "active", cols[4], cols[5]);
+		    cols[3][0] == 't' ? "disabled" : "active", cols[4], cols[5],
+		    granted.n > 0 ? scopes : "-");
 		return;
 	}
 	struct json_obj *o = json_obj_new();
@@ -343,6 +361,14 @@ admin_user_row(void *arg, const char *const *cols, size_t n)
 	json_set_bool(o, "disabled", cols[3][0] == 't');
 	json_set_str(o, "created_at", cols[4]);
 	json_set_int(o, "tokens", strtoll(cols[5], NULL, 10));
+	{
+		const char *v[SCOPE_SET_MAX];
+		size_t i;
+
+		for (i = 0; i < granted.n; i++)
+			v[i] = granted.s[i];
+		json_set_strv(o, "granted_scopes", v, granted.n);
+	}
 	json_set_obj(arr, NULL, o);
 }
 
@@ -360,8 +386,8 @@ admin_user_list(int argc, char **argv)
 	if (argc == 2)
 		arr = json_arr_new();
 	else
-		printf("%-8s %-24s %-32s %-9s %-21s %s\n", "ID", "USERNAME", "EMAIL", "STATE",
-		    "CREATED", "TOKENS");
+		printf("%-8s %-24s %-32s %-9s %-21s %-6s %s\n", "ID", "USERNAME", "EMAIL",
+		    "STATE", "CREATED", "TOKENS", "GRANTED");
 	err = auth_user_list(admin_user_row, arr);
 	if (err != KG_OK)
 		rc = admin_fail("user list", err);
@@ -375,6 +401,48 @@ admin_user_list(int argc, char **argv)
 	free(out);
 	json_free(arr);
 	return rc;
+}
+
+/* keygate user grant|ungrant NAME SCOPE...: what the user's tokens may carry. */
+static int
+admin_user_grant(int argc, char **argv, int grant)
+{
+	const char *what = grant ? "user grant" : "user ungrant", *bad = NULL;
+	struct scope_set want, now;
+	char text[SCOPE_TEXT_MAX];
+	enum kg_err err;
+
+	if (argc < 3)
+		return admin_usage(stderr, ADMIN_EUSAGE);
+	if (scope_set_parse((const char *const *)(argv + 2), (size_t)(argc - 2), &want, &bad) !=
+	    KG_OK) {
+		fprintf(stderr, "keygate: %s: not a scope, or more than %d: %s\n", what,
+		    SCOPE_SET_MAX, bad != NULL ? bad : "");
+		return ADMIN_EUSAGE;
+	}
+	err = auth_grant(argv[1], &want, grant, &admin_client, &now, &bad);
+	if (err == KG_ENOTFOUND) {
+		fprintf(stderr, "keygate: no such user: %s\n", argv[1]);
+		return ADMIN_EUSAGE;
+	}
+	if (err == KG_EINPUT && grant) {
+		fprintf(stderr, "keygate: %s: more than %d scopes granted with %s\n", what,
+		    SCOPE_SET_MAX, bad != NULL ? bad : "");
+		return ADMIN_EUSAGE;
+	}
+	if (err == KG_EINPUT) {
+		fprintf(stderr,
+		    "keygate: %s: %s is granted through a broader scope: ungrant that"
+		    " one (and grant what should stay)\n",
+		    what, bad != NULL ? bad : "");
+		return ADMIN_EUSAGE;
+	}
+	if (err != KG_OK)
+		return admin_fail(what, err);
+	if (scope_set_to_text(&now, text, sizeof(text)) != KG_OK)
+		text[0] = '\0';
+	printf("user %s now granted %s\n", argv[1], now.n > 0 ? text : "{} (nothing)");
+	return ADMIN_OK;
 }
 
 static int
@@ -392,6 +460,8 @@ admin_user(int argc, char **argv)
 		return admin_user_state(argc - 1, argv + 1, 0);
 	if (strcmp(argv[1], "list") == 0)
 		return admin_user_list(argc - 1, argv + 1);
+	if (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "ungrant") == 0)
+		return admin_user_grant(argc - 1, argv + 1, strcmp(argv[1], "grant") == 0);
 	if (strcmp(argv[1], "--help") == 0)
 		return admin_usage(stdout, ADMIN_OK);
 	return admin_usage(stderr, ADMIN_EUSAGE);
@@ -428,10 +498,17 @@ admin_token(int argc, char **argv)
 			return rc;
 		if ((err = auth_tokens(u.id, &rows, &n)) != KG_OK)
 			return admin_fail("token list", err);
-		printf("%-28s %-21s %-21s %-21s %s\n", "KEY", "CREATED", "LAST USED", "EXPIRES", "IP");
-		for (i = 0; i < n; i++)
-			printf("%-28s %-21s %-21s %-21s %s\n", rows[i].key, rows[i].created_at,
-			    rows[i].last_used_at, rows[i].expires_at, rows[i].ip[0] ? rows[i].ip : "-");
+		printf("%-28s %-7s %-20s %-21s %-21s %-21s %s\n", "KEY", "KIND", "NAME",
+		    "CREATED", "LAST USED", "EXPIRES", "IP");
+		for (i = 0; i < n; i++) {
+			char name[ADMIN_SHOW_MAX];
+
+			printf("%-28s %-7s %-20s %-21s %-21s %-21s %s\n", rows[i].key,
+			    rows[i].api ? "api" : "session",
+			    rows[i].api ? admin_show(rows[i].name, name, sizeof(name)) : "-",
+			    rows[i].created_at, rows[i].last_used_at, rows[i].expires_at,
+			    rows[i].ip[0] ? rows[i].ip : "-");
+		}
 		free(rows);
 		return ADMIN_OK;
 	}
@@ -474,6 +551,12 @@ admin_event_row(void *arg, const char *const *cols, size_t n)
 	/* One row stands for a whole block's refusals (login_throttled). */
 	if (strcmp(cols[6], "1") != 0)
 		printf(" count=%s", cols[6]);
+	/* What a grant, an ungrant or an API token's creation was about. */
+	if (n > 7 && cols[7][0] != '\0') {
+		char detail[ADMIN_SHOW_MAX];
+
+		printf(" detail=\"%s\"", admin_show(cols[7], detail, sizeof(detail)));
+	}
 	printf("\n");
 }
 

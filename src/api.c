@@ -112,7 +112,7 @@ const struct json_field api_login_fields[] = {
 	[LOGIN_USERNAME] = { "username", JF_STRING, 256, 0 },
 	[LOGIN_PASSWORD] = { "password", JF_STRING, PASSWORD_MAX_BYTES, 0 },
 	[LOGIN_REMEMBER] = { "remember", JF_BOOL, 0, 0 },
-	[LOGIN_SCOPES] = { "scopes", JF_STRINGS, AUTH_SCOPE_MAX, 0 },
+	[LOGIN_SCOPES] = { "scopes", JF_STRINGS, SCOPE_MAX, 0 },
 	[LOGIN_KEY] = { "key", JF_STRING, 256, 0 },
 	[LOGIN_SECRET] = { "secret", JF_STRING, 256, 0 },
 	[LOGIN_COOKIE] = { "cookie", JF_BOOL, 0, 0 },
@@ -124,6 +124,7 @@ const struct json_field api_logout_fields[] = {
 	[LOGOUT_KEY] = { "key", JF_STRING, 256, 0 },
 	[LOGOUT_SECRET] = { "secret", JF_STRING, 256, 0 },
 	[LOGOUT_ALL] = { "all", JF_BOOL, 0, 0 },
+	[LOGOUT_INCLUDE_API_TOKENS] = { "include_api_tokens", JF_BOOL, 0, 0 },
 };
 _Static_assert(NFIELDS(api_logout_fields) == LOGOUT__MAX, "a logout field per name");
 const size_t api_logout_nfields = NFIELDS(api_logout_fields);
@@ -133,6 +134,16 @@ const struct json_field api_password_fields[] = {
 	[PWCHANGE_NEW] = { "new_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
 };
 _Static_assert(NFIELDS(api_password_fields) == PWCHANGE__MAX, "a password field per name");
+
+const struct json_field api_tokens_fields[] = {
+	[TOKENS_NAME] = { "name", JF_STRING, 256, 1 },
+	[TOKENS_CURRENT] = { "current_password", JF_STRING, PASSWORD_MAX_BYTES, 1 },
+	[TOKENS_SCOPES] = { "scopes", JF_STRINGS, SCOPE_MAX, 0 },
+	/* seconds; bounded again by api_token_max_lifetime */
+	[TOKENS_EXPIRES_IN] = { "expires_in", JF_INT, 315360000, 0 },
+};
+_Static_assert(NFIELDS(api_tokens_fields) == TOKENS__MAX, "a tokens field per name");
+const size_t api_tokens_nfields = NFIELDS(api_tokens_fields);
 const size_t api_password_nfields = NFIELDS(api_password_fields);
 
 /* Parse the body against fields; on failure resp carries the field problems. */
@@ -175,14 +186,37 @@ api_authenticate(const struct request *req, struct response *resp, const char *b
 }
 
 static void
-api_set_scopes(struct json_obj *o, const struct auth_session *s)
+api_set_scopes(struct json_obj *o, const char *key, const struct scope_set *set)
 {
-	const char *v[AUTH_MAX_SCOPES];
+	const char *v[SCOPE_SET_MAX];
 	size_t i;
 
-	for (i = 0; i < s->nscopes; i++)
-		v[i] = s->scopes[i];
-	json_set_strv(o, "scopes", v, s->nscopes);
+	for (i = 0; i < set->n; i++)
+		v[i] = set->s[i];
+	json_set_strv(o, key, v, set->n);
+}
+
+/*
+ * The JSON strings of a scopes field as a set; fe_field "scopes" and the
+ * reason in resp on failure (an invalid scope, too many, a repeat is fine).
+ */
+static enum kg_err
+api_scopes_field(struct response *resp, const struct json_value *v, struct scope_set *set)
+{
+	if (scope_set_parse((const char *const *)v->strv, v->n, set, NULL) == KG_OK && set->n > 0)
+		return KG_OK;
+	api_field_error(resp, "scopes", "invalid");
+	return KG_EINPUT;
+}
+
+/* 400 invalid_scope: which of the scopes asked for are not the caller's to ask for. */
+static enum kg_err
+api_bad_scope(struct response *resp, const struct scope_set *missing)
+{
+	if (resp->json == NULL)
+		resp->json = json_obj_new();
+	api_set_scopes(resp->json, "scopes", missing);
+	return KG_EBADSCOPE;
 }
 
 static struct json_obj *
@@ -251,7 +285,7 @@ api_login_token(struct request *req, struct response *resp, const char *key, con
 	if ((err = api_authenticate(req, resp, key, secret, &s)) != KG_OK)
 		return err;
 	json_set_int(api_ok(resp, 200), "user_id", s.user_id);
-	api_set_scopes(resp->json, &s);
+	api_set_scopes(resp->json, "scopes", &s.scopes);
 	return KG_OK;
 }
 
@@ -263,11 +297,13 @@ api_login(struct request *req, struct response *resp)
 	struct api_client ac;
 	struct auth_client *cl = api_client(req, &ac);
 	char token[TOKEN_LEN + 1] = "";
+	struct scope_set want, missing;
 	struct json_obj *o;
 	enum kg_err err;
 	int cookie, remember;
 
 	memset(&issued, 0, sizeof(issued));
+	memset(&want, 0, sizeof(want));
 	if ((err = api_body(req, resp, api_login_fields, NFIELDS(api_login_fields), v)) != KG_OK) {
 		/* Too many or too long scopes are just invalid scopes to the client. */
 		const char *why = json_get_str(resp->fields, "scopes");
@@ -289,9 +325,8 @@ api_login(struct request *req, struct response *resp)
 		api_field_error(resp, "password", "required");
 	if (v[LOGIN_KEY].present || v[LOGIN_SECRET].present)
 		api_field_error(resp, v[LOGIN_KEY].present ? "key" : "secret", "not_with_password");
-	if (v[LOGIN_SCOPES].present &&
-	    !auth_scopes_valid((const char *const *)v[LOGIN_SCOPES].strv, v[LOGIN_SCOPES].n))
-		api_field_error(resp, "scopes", "invalid");
+	if (v[LOGIN_SCOPES].present)
+		(void)api_scopes_field(resp, &v[LOGIN_SCOPES], &want);
 	if (resp->fields != NULL)
 		goto out;
 	/*
@@ -310,10 +345,12 @@ api_login(struct request *req, struct response *resp)
 		goto out;
 	}
 	err = auth_login(v[LOGIN_USERNAME].str, v[LOGIN_PASSWORD].str, v[LOGIN_PASSWORD].len,
-	    remember, (const char *const *)v[LOGIN_SCOPES].strv, v[LOGIN_SCOPES].n, cl, &issued);
+	    remember, &want, cl, &issued, &missing);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT)
 		api_field_error(resp, "password", "too_long");
+	if (err == KG_EBADSCOPE)
+		err = api_bad_scope(resp, &missing);
 	if (err != KG_OK)
 		goto out;
 	token_format(&issued.token, token, sizeof(token));
@@ -331,13 +368,8 @@ api_login(struct request *req, struct response *resp)
 	}
 	json_set_str(o, "expires_at", issued.expires_at);
 	json_set_int(o, "idle_timeout", issued.idle_timeout);
-	if (v[LOGIN_SCOPES].present)
-		json_set_strv(o, "scopes", (const char *const *)v[LOGIN_SCOPES].strv,
-		    v[LOGIN_SCOPES].n);
-	else {
-		static const char *const all[] = { "*" };
-		json_set_strv(o, "scopes", all, 1);
-	}
+	/* What the token may do: what it asked for, within the grant. */
+	api_set_scopes(o, "scopes", &issued.scopes);
 out:
 	/* On every path: a failure after the token was formatted must not leave it. */
 	crypto_wipe(token, sizeof(token));
@@ -366,8 +398,12 @@ api_logout(struct request *req, struct response *resp)
 		resp->json = json_obj_new();
 		json_set_bool(resp->json, "key_removed", 0);
 	}
+	/* Any token may end itself; ending others takes a session. */
+	if (err == KG_OK && v[LOGOUT_ALL].boolean && s.api)
+		err = KG_ESESSION;
 	if (err == KG_OK)
-		err = auth_logout(&s, v[LOGOUT_ALL].boolean, api_client(req, &ac), &removed);
+		err = auth_logout(&s, v[LOGOUT_ALL].boolean,
+		    v[LOGOUT_INCLUDE_API_TOKENS].boolean, api_client(req, &ac), &removed);
 	if (err == KG_OK) {
 		if (v[LOGOUT_ALL].boolean)
 			json_set_int(api_ok(resp, 200), "keys_removed", removed);
@@ -376,6 +412,12 @@ api_logout(struct request *req, struct response *resp)
 	}
 	json_values_free(v, NFIELDS(api_logout_fields));
 	return err;
+}
+
+static const char *
+api_kind(int api)
+{
+	return api ? "api" : "session";
 }
 
 enum kg_err
@@ -393,18 +435,19 @@ api_me(struct request *req, struct response *resp)
 	json_set_str(o, "username", s.username);
 	json_set_str(o, "email", s.has_email ? s.email : NULL);
 	json_set_str(o, "created_at", s.created_at);
-	api_set_scopes(o, &s);
+	api_set_scopes(o, "scopes", &s.scopes);
+	api_set_scopes(o, "granted_scopes", &s.granted);
+	json_set_str(o, "token_kind", api_kind(s.api));
 	return KG_OK;
 }
 
-/* Scopes column text "{a,b}" as a JSON array. */
-static void
-api_set_scopes_text(struct json_obj *o, const char *text)
+/* A session, for what only a session may do (API.md, "What each endpoint needs"). */
+static enum kg_err
+api_authenticate_session(const struct request *req, struct response *resp, struct auth_session *s)
 {
-	struct auth_session tmp;
+	enum kg_err err = api_authenticate(req, resp, NULL, NULL, s);
 
-	auth_scopes_from_text(text, &tmp);
-	api_set_scopes(o, &tmp);
+	return err == KG_OK && s->api ? KG_ESESSION : err;
 }
 
 enum kg_err
@@ -416,7 +459,7 @@ api_sessions(struct request *req, struct response *resp)
 	size_t i, n = 0;
 	enum kg_err err;
 
-	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+	if ((err = api_authenticate_session(req, resp, &s)) != KG_OK)
 		return err;
 	if ((err = auth_tokens(s.user_id, &rows, &n)) != KG_OK)
 		return err;
@@ -424,13 +467,15 @@ api_sessions(struct request *req, struct response *resp)
 	for (i = 0; i < n; i++) {
 		struct json_obj *o = json_obj_new();
 		json_set_str(o, "key", rows[i].key);
+		json_set_str(o, "kind", api_kind(rows[i].api));
+		json_set_str(o, "name", rows[i].api ? rows[i].name : NULL);
 		json_set_str(o, "created_at", rows[i].created_at);
 		json_set_str(o, "last_used_at", rows[i].last_used_at);
 		json_set_str(o, "expires_at", rows[i].expires_at);
 		json_set_str(o, "ip", rows[i].ip[0] != '\0' ? rows[i].ip : NULL);
 		json_set_str(o, "user_agent", rows[i].user_agent[0] != '\0' ? rows[i].user_agent : NULL);
 		json_set_bool(o, "current", strcmp(rows[i].key, s.key) == 0);
-		api_set_scopes_text(o, rows[i].scopes);
+		api_set_scopes(o, "scopes", &rows[i].scopes);
 		json_set_obj(arr, NULL, o);
 	}
 	json_set_obj(api_ok(resp, 200), "sessions", arr);
@@ -447,6 +492,9 @@ api_session_delete(struct request *req, struct response *resp)
 
 	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
 		return err;
+	/* An API token may revoke itself, no other token. */
+	if (s.api && strcmp(req->path_param, s.key) != 0)
+		return KG_ESESSION;
 	if ((err = auth_revoke(s.user_id, s.username, req->path_param, api_client(req, &ac))) != KG_OK)
 		return err;
 	json_set_bool(api_ok(resp, 200), "key_removed", 1);
@@ -461,21 +509,87 @@ api_password(struct request *req, struct response *resp)
 	struct auth_session s;
 	struct api_client ac;
 	struct auth_client *cl = api_client(req, &ac);
-	long revoked = 0;
+	long revoked = 0, api_revoked = 0;
 	enum kg_err err;
 
-	if ((err = api_authenticate(req, resp, NULL, NULL, &s)) != KG_OK)
+	if ((err = api_authenticate_session(req, resp, &s)) != KG_OK)
 		return err;
 	if ((err = api_body(req, resp, api_password_fields, NFIELDS(api_password_fields), v)) != KG_OK)
 		return err;
 	err = auth_change_password(s.user_id, v[PWCHANGE_CURRENT].str, v[PWCHANGE_CURRENT].len,
-	    v[PWCHANGE_NEW].str, v[PWCHANGE_NEW].len, s.key, cl, &revoked, &fe);
+	    v[PWCHANGE_NEW].str, v[PWCHANGE_NEW].len, s.key, cl, &revoked, &api_revoked, &fe);
 	resp->retry_after = cl->retry_after;
 	if (err == KG_EINPUT && fe.field != NULL)
 		api_field_error(resp, fe.field, fe.reason);
-	if (err == KG_OK)
-		json_set_int(api_ok(resp, 200), "keys_removed", revoked);
+	if (err == KG_OK) {
+		struct json_obj *o = api_ok(resp, 200);
+
+		json_set_int(o, "keys_removed", revoked);
+		json_set_int(o, "api_tokens_removed", api_revoked);
+	}
 	json_values_free(v, NFIELDS(api_password_fields));
+	return err;
+}
+
+enum kg_err
+api_tokens(struct request *req, struct response *resp)
+{
+	struct json_value v[NFIELDS(api_tokens_fields)];
+	struct auth_field_error fe = { NULL, NULL };
+	struct auth_session s;
+	struct auth_issued issued;
+	struct api_client ac;
+	struct auth_client *cl = api_client(req, &ac);
+	struct scope_set want, missing;
+	char token[TOKEN_LEN + 1] = "";
+	struct json_obj *o;
+	enum kg_err err;
+
+	memset(&issued, 0, sizeof(issued));
+	memset(&want, 0, sizeof(want));
+	if ((err = api_authenticate_session(req, resp, &s)) != KG_OK)
+		return err;
+	if ((err = api_body(req, resp, api_tokens_fields, NFIELDS(api_tokens_fields), v)) != KG_OK) {
+		const char *why = json_get_str(resp->fields, "scopes");
+		if (why != NULL && strcmp(why, "too_long") == 0)
+			json_set_str(resp->fields, "scopes", "invalid");
+		return err;
+	}
+	if (v[TOKENS_SCOPES].present && api_scopes_field(resp, &v[TOKENS_SCOPES], &want) != KG_OK) {
+		err = KG_EINPUT;
+		goto out;
+	}
+	if (v[TOKENS_EXPIRES_IN].present && v[TOKENS_EXPIRES_IN].num == 0) {
+		api_field_error(resp, "expires_in", "invalid");
+		err = KG_EINPUT;
+		goto out;
+	}
+	err = auth_api_token_create(&s, v[TOKENS_NAME].str, v[TOKENS_CURRENT].str,
+	    v[TOKENS_CURRENT].len, v[TOKENS_SCOPES].present ? &want : NULL,
+	    v[TOKENS_EXPIRES_IN].present ? (long)v[TOKENS_EXPIRES_IN].num : 0, cl, &issued,
+	    &missing, &fe);
+	resp->retry_after = cl->retry_after;
+	if (err == KG_EINPUT && fe.field != NULL)
+		api_field_error(resp, fe.field, fe.reason);
+	if (err == KG_EBADSCOPE)
+		err = api_bad_scope(resp, &missing);
+	if (err != KG_OK)
+		goto out;
+	token_format(&issued.token, token, sizeof(token));
+	o = api_ok(resp, 201);
+	json_set_str(o, "kind", "api");
+	json_set_str(o, "name", v[TOKENS_NAME].str);
+	json_set_int(o, "user_id", issued.user_id);
+	json_set_str(o, "key", issued.token.key);
+	/* Shown once: only its digest is kept. */
+	json_set_str(o, "secret", issued.token.secret);
+	json_set_str(o, "token", token);
+	json_set_str(o, "expires_at", issued.expires_at);
+	api_set_scopes(o, "scopes", &issued.scopes);
+out:
+	crypto_wipe(token, sizeof(token));
+	auth_issued_wipe(&issued);
+	json_values_free(v, NFIELDS(api_tokens_fields));
 	return err;
 }
 
@@ -485,18 +599,19 @@ api_password(struct request *req, struct response *resp)
  * secret may ever go here.
  */
 /* Every scope set a login accepts fits one header: never a 500 for it. */
-_Static_assert(AUTH_MAX_SCOPES * (AUTH_SCOPE_MAX + 1) <= HTTP_HEADER_VALUE_MAX,
+_Static_assert(SCOPE_SET_MAX *(SCOPE_MAX + 1) <= HTTP_HEADER_VALUE_MAX,
     "the longest scope list must fit one header value");
 
 static enum kg_err
 api_identity_headers(struct response *resp, const struct auth_session *s, const char *prefix)
 {
-	char scopes[AUTH_MAX_SCOPES * (AUTH_SCOPE_MAX + 1) + 1] = "";
+	char scopes[SCOPE_SET_MAX * (SCOPE_MAX + 1) + 1] = "";
 	size_t i, used = 0;
 	enum kg_err err;
 
-	for (i = 0; i < s->nscopes; i++) {
-		int n = snprintf(scopes + used, sizeof(scopes) - used, "%s%s", i ? " " : "", s->scopes[i]);
+	for (i = 0; i < s->scopes.n; i++) {
+		int n = snprintf(scopes + used, sizeof(scopes) - used, "%s%s", i ? " " : "",
+		    s->scopes.s[i]);
 		if (n < 0 || (size_t)n >= sizeof(scopes) - used)
 			return KG_ESYS;
 		used += (size_t)n;
@@ -565,7 +680,7 @@ api_auth(struct request *req, struct response *resp)
 	o = api_ok(resp, 200);
 	json_set_int(o, "user_id", s.user_id);
 	json_set_str(o, "username", s.username);
-	api_set_scopes(o, &s);
+	api_set_scopes(o, "scopes", &s.scopes);
 	return KG_OK;
 }
 

@@ -26,14 +26,27 @@ enum api_login_field {
 	LOGIN_COOKIE,
 	LOGIN__MAX
 };
-enum api_logout_field { LOGOUT_KEY, LOGOUT_SECRET, LOGOUT_ALL, LOGOUT__MAX };
+enum api_logout_field {
+	LOGOUT_KEY,
+	LOGOUT_SECRET,
+	LOGOUT_ALL,
+	LOGOUT_INCLUDE_API_TOKENS,
+	LOGOUT__MAX
+};
 enum api_password_field { PWCHANGE_CURRENT, PWCHANGE_NEW, PWCHANGE__MAX };
+enum api_tokens_field {
+	TOKENS_NAME,
+	TOKENS_CURRENT,
+	TOKENS_SCOPES,
+	TOKENS_EXPIRES_IN,
+	TOKENS__MAX
+};
 
 /* The fields each endpoint accepts in its JSON body, indexed by the enums above. */
 extern const struct json_field api_join_fields[], api_login_fields[], api_logout_fields[],
-    api_password_fields[];
+    api_password_fields[], api_tokens_fields[];
 extern const size_t api_join_nfields, api_login_nfields, api_logout_nfields,
-    api_password_nfields;
+    api_password_nfields, api_tokens_nfields;
 
 typedef enum kg_err (*api_handler)(struct request *req, struct response *resp);
 
@@ -57,6 +70,8 @@ enum kg_err api_me(struct request *req, struct response *resp);
 enum kg_err api_sessions(struct request *req, struct response *resp);
 enum kg_err api_session_delete(struct request *req, struct response *resp);
 enum kg_err api_password(struct request *req, struct response *resp);
+/* POST /tokens: a personal access token for scripts and CI (a session only). */
+enum kg_err api_tokens(struct request *req, struct response *resp);
 enum kg_err api_auth(struct request *req, struct response *resp);
 /*
  * The FastCGI AUTHORIZER role: 200 with Variable-KEYGATE_* headers when the

@@ -19,6 +19,9 @@ static struct {
 	struct db_throttle_rule user, addr, join;
 	long prune_throttle_s; /* throttle rows older than any rule's window and block */
 	long audit_retention_s;
+	char default_scopes[SCOPE_TEXT_MAX]; /* granted to a new account, "{a,b}" */
+	int max_api_tokens;
+	int api_token_max_lifetime;
 } auth_conf;
 
 void
@@ -40,6 +43,18 @@ auth_configure(const struct conf *c)
 	    c->login_failure_window :
 	    c->login_max_delay;
 	auth_conf.audit_retention_s = c->audit_retention;
+	auth_conf.max_api_tokens = c->max_api_tokens_per_user;
+	auth_conf.api_token_max_lifetime = c->api_token_max_lifetime;
+	{
+		struct scope_set d;
+
+		/* conf_load validated it: a bad list cannot get here; "*" if it did. */
+		if (scope_set_parse_list(c->default_scopes, &d) != KG_OK ||
+		    scope_set_to_text(&d, auth_conf.default_scopes,
+		        sizeof(auth_conf.default_scopes)) != KG_OK)
+			(void)kg_strlcpy(auth_conf.default_scopes, "{*}",
+			    sizeof(auth_conf.default_scopes));
+	}
 }
 
 static int
@@ -88,8 +103,10 @@ auth_name_record(const char *typed, int fold, char *out, size_t outsz)
  * that cannot be one is recorded as AUTH_NAME_TAG_LEN characters: "#" and
  * hex digits of its digest (see auth_name_record).
  */
+/* Record event, with detail (NULL: none): what a grant or an API token was about. */
 static void
-auth_event(enum db_event event, long long user_id, const char *username, const struct auth_client *cl)
+auth_event_about(enum db_event event, long long user_id, const char *username,
+    const struct auth_client *cl, const char *detail)
 {
 	char name[DB_NAME_MAX];
 	const char *ip = auth_has_ip(cl) ? cl->ip : NULL;
@@ -98,8 +115,14 @@ auth_event(enum db_event event, long long user_id, const char *username, const s
 
 	if (username != NULL)
 		auth_name_record(username, 0, name, sizeof(name));
-	if (db_event_insert(event, user_id, username != NULL ? name : NULL, ip, ua) != KG_OK)
+	if (db_event_insert(event, user_id, username != NULL ? name : NULL, ip, ua, detail) != KG_OK)
 		log_warnx("audit: could not record %s", db_event_name(event));
+}
+
+static void
+auth_event(enum db_event event, long long user_id, const char *username, const struct auth_client *cl)
+{
+	auth_event_about(event, user_id, username, cl, NULL);
 }
 
 /* A login refused by the block of subject or of the client's address: one row per block. */
@@ -155,51 +178,29 @@ auth_email_valid(const char *email)
 }
 
 int
-auth_scopes_valid(const char *const *scopes, size_t n)
+auth_token_name_valid(const char *name)
 {
-	size_t i, len;
+	size_t n = name == NULL ? 0 : strlen(name);
 
-	if (n == 0 || n > AUTH_MAX_SCOPES)
-		return 0;
-	for (i = 0; i < n; i++) {
-		len = strlen(scopes[i]);
-		if (len == 0 || len > AUTH_SCOPE_MAX || !auth_chars_ok(scopes[i], ":._*-"))
-			return 0;
-	}
-	return 1;
+	return n >= 1 && n <= AUTH_TOKEN_NAME_MAX && auth_chars_ok(name, " _.-") &&
+	    name[0] != ' ' && name[n - 1] != ' ';
 }
 
 int
 auth_session_allows(const struct auth_session *s, const char *scope)
 {
-	size_t i;
-
-	for (i = 0; i < s->nscopes; i++)
-		if (scope_implies(s->scopes[i], scope))
-			return 1;
-	return 0;
+	return scope_set_allows(&s->scopes, scope);
 }
 
-/* "{a,b}" from PostgreSQL into s->scopes; elements never need quoting (validated). */
-void
-auth_scopes_from_text(const char *text, struct auth_session *s)
+/* What a token may do: own ("{a,b}") within granted ("{a,b}"), as the grant is now. */
+static void
+auth_effective(const char *own, const char *granted, struct scope_set *out, struct scope_set *g)
 {
-	const char *p = text;
+	struct scope_set o;
 
-	s->nscopes = 0;
-	if (*p == '{')
-		p++;
-	while (*p != '\0' && *p != '}' && s->nscopes < AUTH_MAX_SCOPES) {
-		size_t w = strcspn(p, ",}");
-		if (w > 0 && w <= AUTH_SCOPE_MAX) {
-			memcpy(s->scopes[s->nscopes], p, w);
-			s->scopes[s->nscopes][w] = '\0';
-			s->nscopes++;
-		}
-		p += w;
-		if (*p == ',')
-			p++;
-	}
+	scope_set_from_text(own, &o);
+	scope_set_from_text(granted, g);
+	scope_effective(&o, g, out);
 }
 
 enum kg_err
@@ -217,7 +218,8 @@ auth_verify(const struct token *t, struct auth_session *s)
 	s->has_email = row.has_email;
 	(void)kg_strlcpy(s->email, row.email, sizeof(s->email));
 	(void)kg_strlcpy(s->created_at, row.created_at, sizeof(s->created_at));
-	auth_scopes_from_text(row.scopes, s);
+	auth_effective(row.scopes, row.granted, &s->scopes, &s->granted);
+	s->api = row.api;
 	return KG_OK;
 }
 
@@ -309,7 +311,7 @@ auth_register(const char *username, const char *email, const char *password, siz
 	if (err == KG_OK)
 		err = password_hash(norm, normlen, hash, sizeof(hash));
 	if (err == KG_OK)
-		err = db_user_insert(username, email, hash, user_id);
+		err = db_user_insert(username, email, hash, auth_conf.default_scopes, user_id);
 	if (err == KG_OK)
 		auth_event(DB_EVENT_JOIN, *user_id, username, cl);
 out:
@@ -395,29 +397,6 @@ out:
 	return err;
 }
 
-/* Scopes as a PostgreSQL array literal; elements are validated, so no quoting. */
-static enum kg_err
-auth_scopes_literal(const char *const *scopes, size_t n, char *buf, size_t bufsz)
-{
-	size_t i, used = 0;
-	int w;
-
-	w = snprintf(buf, bufsz, "{");
-	if (w < 0 || (size_t)w >= bufsz)
-		return KG_ESYS;
-	used = (size_t)w;
-	for (i = 0; i < n; i++) {
-		w = snprintf(buf + used, bufsz - used, "%s%s", i > 0 ? "," : "", scopes[i]);
-		if (w < 0 || (size_t)w >= bufsz - used)
-			return KG_ESYS;
-		used += (size_t)w;
-	}
-	w = snprintf(buf + used, bufsz - used, "}");
-	if (w < 0 || (size_t)w >= bufsz - used)
-		return KG_ESYS;
-	return KG_OK;
-}
-
 /* The account's throttle key: the username without case, as typed (exists or not). */
 static void
 auth_subject(const char *username, char *out, size_t outsz)
@@ -441,13 +420,13 @@ auth_login_begin(const char *username, const char *subject, struct auth_client *
 
 enum kg_err
 auth_login(const char *username, const char *password, size_t pwlen, int remember,
-    const char *const *scopes, size_t nscopes, struct auth_client *cl,
-    struct auth_issued *out)
+    const struct scope_set *scopes, struct auth_client *cl, struct auth_issued *out,
+    struct scope_set *missing)
 {
 	char subject[DB_NAME_MAX * 4];
-	static const char *const all[] = { "*" };
 	unsigned char digest[CRYPTO_SHA256_LEN];
-	char scopes_lit[DB_SCOPES_MAX];
+	char scopes_lit[SCOPE_TEXT_MAX];
+	struct scope_set own, granted;
 	enum db_login_outcome outcome = DB_LOGIN_COLLIDED;
 	struct db_login_finish fin;
 	struct db_token_new nt;
@@ -458,6 +437,7 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 
 	memset(out, 0, sizeof(*out));
 	memset(&u, 0, sizeof(u));
+	memset(missing, 0, sizeof(*missing));
 	if (pwlen > PASSWORD_MAX_BYTES)
 		return KG_EINPUT;
 	auth_subject(username, subject, sizeof(subject));
@@ -471,12 +451,22 @@ auth_login(const char *username, const char *password, size_t pwlen, int remembe
 		auth_event(DB_EVENT_LOGIN_FAILED, u.id, username, cl);
 	if (err != KG_OK)
 		return err;
-	if (nscopes == 0) {
-		scopes = all;
-		nscopes = 1;
+	/* Without scopes, "*": every scope granted, as the grant is at each check. */
+	memset(&own, 0, sizeof(own));
+	if (scopes != NULL && scopes->n > 0)
+		own = *scopes;
+	else
+		(void)scope_set_add(&own, "*");
+	scope_set_from_text(u.scopes, &granted);
+	scope_set_missing(&granted, &own, missing);
+	if (missing->n > 0) {
+		/* Asked for more than is granted: refused with the password right, nothing issued. */
+		err = KG_EBADSCOPE;
+		goto out;
 	}
-	if ((err = auth_scopes_literal(scopes, nscopes, scopes_lit, sizeof(scopes_lit))) != KG_OK)
-		return err;
+	scope_effective(&own, &granted, &out->scopes);
+	if ((err = scope_set_to_text(&own, scopes_lit, sizeof(scopes_lit))) != KG_OK)
+		goto out;
 	memset(&nt, 0, sizeof(nt));
 	nt.user_id = u.id;
 	nt.scopes = scopes_lit;
@@ -542,14 +532,159 @@ auth_issued_wipe(struct auth_issued *i)
 	crypto_wipe(i, sizeof(*i));
 }
 
+/*
+ * Check the current password of user_id before a change it asks for, as a
+ * login would check it (counted against the account and the address, the
+ * same cost and answer for every failure), and clear the attempts it
+ * counted when it is right. *u is the account as read with the password.
+ */
+static enum kg_err
+auth_recheck_password(long long user_id, const char *field, const char *current, size_t curlen,
+    struct auth_client *cl, struct db_user *u, struct auth_field_error *fe)
+{
+	char name[DB_NAME_MAX], subject[DB_NAME_MAX * 4];
+	enum kg_err err;
+
+	if (curlen > PASSWORD_MAX_BYTES) {
+		fe->field = field;
+		fe->reason = "too_long";
+		return KG_EINPUT;
+	}
+	if ((err = db_user_by_id(user_id, u)) != KG_OK)
+		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
+	/* A stolen token must not become a way to guess the password. */
+	(void)kg_strlcpy(name, u->username, sizeof(name));
+	auth_subject(name, subject, sizeof(subject));
+	err = auth_login_begin(name, subject, cl, u);
+	if (err != KG_OK && err != KG_ENOTFOUND)
+		return err;
+	if ((err = auth_check_password(err, subject, current, curlen, u)) != KG_OK) {
+		if (err == KG_EAUTH)
+			auth_event(DB_EVENT_LOGIN_FAILED, user_id, name, cl);
+		return err;
+	}
+	if (db_throttle_clear(DB_SCOPE_USER, subject) != KG_OK ||
+	    (auth_addr_key(cl) != NULL &&
+	        db_throttle_release(DB_SCOPE_ADDR, auth_addr_key(cl), (int)auth_conf.addr.max) != KG_OK))
+		log_warnx("could not clear login attempts");
+	return KG_OK;
+}
+
 enum kg_err
-auth_logout(const struct auth_session *s, int all, const struct auth_client *cl, long *removed)
+auth_api_token_create(const struct auth_session *s, const char *name, const char *current,
+    size_t curlen, const struct scope_set *scopes, long expires_in, struct auth_client *cl,
+    struct auth_issued *out, struct scope_set *missing, struct auth_field_error *fe)
+{
+	unsigned char digest[CRYPTO_SHA256_LEN];
+	char scopes_lit[SCOPE_TEXT_MAX];
+	enum db_api_token_outcome outcome = DB_API_TOKEN_COLLIDED;
+	struct db_api_token_new nt;
+	struct scope_set want;
+	struct db_user u;
+	enum kg_err err;
+	int attempt;
+
+	memset(out, 0, sizeof(*out));
+	memset(missing, 0, sizeof(*missing));
+	fe->field = NULL;
+	fe->reason = NULL;
+	/* A token cannot mint tokens: a stolen one must not outlive its own revocation. */
+	if (s->api)
+		return KG_ESESSION;
+	if (!auth_token_name_valid(name)) {
+		fe->field = "name";
+		fe->reason = "invalid";
+		return KG_EINPUT;
+	}
+	if (expires_in < 0 || expires_in > auth_conf.api_token_max_lifetime) {
+		fe->field = "expires_in";
+		fe->reason = expires_in < 0 ? "invalid" : "too_long";
+		return KG_EINPUT;
+	}
+	if (expires_in == 0)
+		expires_in = auth_conf.api_token_max_lifetime;
+	/* Within the calling session's own scopes ("*": all of them). */
+	if (scopes != NULL && scopes->n > 0) {
+		scope_set_missing(&s->scopes, scopes, missing);
+		if (missing->n > 0)
+			return KG_EBADSCOPE;
+		scope_set_expand(scopes, &s->scopes, &want);
+	} else
+		want = s->scopes;
+	if (want.n == 0) {
+		/* The session itself may do nothing: neither may a token it makes. */
+		missing->n = 0;
+		return KG_EBADSCOPE;
+	}
+	if ((err = auth_recheck_password(s->user_id, "current_password", current, curlen, cl,
+	         &u, fe)) != KG_OK)
+		return err;
+	if ((err = scope_set_to_text(&want, scopes_lit, sizeof(scopes_lit))) != KG_OK)
+		return err;
+	memset(&nt, 0, sizeof(nt));
+	nt.user_id = u.id;
+	nt.scopes = scopes_lit;
+	nt.name = name;
+	nt.lifetime_s = (int)expires_in;
+	/* No idle expiry: a script may run monthly. */
+	nt.idle_s = (int)expires_in;
+	nt.ip = auth_has_ip(cl) ? cl->ip : NULL;
+	nt.user_agent = cl != NULL && cl->user_agent != NULL && cl->user_agent[0] != '\0' ?
+	    cl->user_agent :
+	    NULL;
+	nt.max = auth_conf.max_api_tokens;
+	nt.api_gen = u.api_gen;
+	nt.username = u.username;
+	for (attempt = 0; attempt < 3 && outcome == DB_API_TOKEN_COLLIDED; attempt++) {
+		if ((err = token_generate(&out->token)) != KG_OK)
+			goto out;
+		token_digest(&out->token, digest);
+		nt.key = out->token.key;
+		nt.digest = digest;
+		if ((err = db_api_token_create(&nt, &outcome, out->expires_at)) != KG_OK)
+			goto out;
+	}
+	switch (outcome) {
+	case DB_API_TOKEN_OK:
+		break;
+	case DB_API_TOKEN_LIMIT:
+		err = KG_ETOOMANY;
+		goto out;
+	case DB_API_TOKEN_NAME_TAKEN:
+		err = KG_ENAME_TAKEN;
+		goto out;
+	case DB_API_TOKEN_STALE:
+		/* Revoked (password changed, every token revoked, disabled) while checking. */
+		err = KG_EAUTH;
+		goto out;
+	default:
+		err = KG_ESYS;
+		goto out;
+	}
+	out->user_id = u.id;
+	out->idle_timeout = nt.idle_s;
+	scope_set_from_text(u.scopes, &want);
+	{
+		struct scope_set own;
+
+		scope_set_from_text(scopes_lit, &own);
+		scope_effective(&own, &want, &out->scopes);
+	}
+out:
+	crypto_wipe(&u, sizeof(u));
+	if (err != KG_OK)
+		auth_issued_wipe(out);
+	return err;
+}
+
+enum kg_err
+auth_logout(const struct auth_session *s, int all, int api, const struct auth_client *cl, long *removed)
 {
 	enum kg_err err;
 
 	*removed = 0;
 	if (all)
-		err = db_token_delete_all(s->user_id, NULL, removed);
+		err = db_token_delete_all(s->user_id, NULL, api, removed);
 	else
 		err = db_token_delete(s->user_id, s->key, removed);
 	/* A new credential generation ends tokens that no row count shows. */
@@ -594,46 +729,28 @@ auth_set_disabled(const char *username, int disabled, const struct auth_client *
 enum kg_err
 auth_change_password(long long user_id, const char *current, size_t curlen, const char *newpw,
     size_t newlen, const char *keep_key, struct auth_client *cl, long *revoked,
-    struct auth_field_error *fe)
+    long *api_revoked, struct auth_field_error *fe)
 {
 	char hash[PASSWORD_HASH_MAX];
-	char name[DB_NAME_MAX], subject[DB_NAME_MAX * 4];
 	struct db_user u;
 	enum kg_err err;
 
-	*revoked = 0;
+	*revoked = *api_revoked = 0;
 	fe->field = NULL;
 	fe->reason = NULL;
-	if (curlen > PASSWORD_MAX_BYTES) {
-		fe->field = "current_password";
-		fe->reason = "too_long";
-		return KG_EINPUT;
+	err = auth_recheck_password(user_id, "current_password", current, curlen, cl, &u, fe);
+	if (err == KG_OK)
+		err = auth_new_password("new_password", u.username, newpw, newlen, hash,
+		    sizeof(hash), fe);
+	if (err == KG_OK)
+		err = db_user_set_password(user_id, hash, keep_key, revoked, api_revoked);
+	if (err == KG_OK) {
+		tokencheck_revoked();
+		auth_event(DB_EVENT_PASSWORD_CHANGED, user_id, u.username, cl);
 	}
-	if ((err = db_user_by_id(user_id, &u)) != KG_OK)
-		return err == KG_ENOTFOUND ? KG_ETOKEN : err;
-	/* A stolen token must not become a way to guess the password. */
-	(void)snprintf(name, sizeof(name), "%s", u.username);
-	auth_subject(name, subject, sizeof(subject));
-	err = auth_login_begin(name, subject, cl, &u);
-	if (err != KG_OK && err != KG_ENOTFOUND)
-		return err;
-	if ((err = auth_check_password(err, subject, current, curlen, &u)) != KG_OK) {
-		if (err == KG_EAUTH)
-			auth_event(DB_EVENT_LOGIN_FAILED, user_id, name, cl);
-		return err;
-	}
-	if (db_throttle_clear(DB_SCOPE_USER, subject) != KG_OK ||
-	    (auth_addr_key(cl) != NULL &&
-	        db_throttle_release(DB_SCOPE_ADDR, auth_addr_key(cl), (int)auth_conf.addr.max) != KG_OK))
-		log_warnx("could not clear login attempts");
-	err = auth_new_password("new_password", u.username, newpw, newlen, hash, sizeof(hash), fe);
-	if (err != KG_OK)
-		return err;
-	if ((err = db_user_set_password(user_id, hash, keep_key, revoked)) != KG_OK)
-		return err;
-	tokencheck_revoked();
-	auth_event(DB_EVENT_PASSWORD_CHANGED, user_id, u.username, cl);
-	return KG_OK;
+	crypto_wipe(hash, sizeof(hash));
+	crypto_wipe(&u, sizeof(u));
+	return err;
 }
 
 enum kg_err
@@ -642,6 +759,7 @@ auth_set_password(const char *username, const char *pw, size_t pwlen,
 {
 	char hash[PASSWORD_HASH_MAX];
 	struct db_user u;
+	long api_revoked = 0;
 	enum kg_err err;
 
 	*revoked = 0;
@@ -652,7 +770,7 @@ auth_set_password(const char *username, const char *pw, size_t pwlen,
 	err = auth_new_password("password", u.username, pw, pwlen, hash, sizeof(hash), fe);
 	if (err != KG_OK)
 		return err;
-	if ((err = db_user_set_password(u.id, hash, NULL, revoked)) != KG_OK)
+	if ((err = db_user_set_password(u.id, hash, NULL, revoked, &api_revoked)) != KG_OK)
 		return err;
 	tokencheck_revoked();
 	auth_event(DB_EVENT_PASSWORD_CHANGED, u.id, u.username, cl);
@@ -665,12 +783,77 @@ auth_revoke_all(long long user_id, const char *username, const struct auth_clien
 {
 	enum kg_err err;
 
-	if ((err = db_token_delete_all(user_id, NULL, revoked)) != KG_OK)
+	if ((err = db_token_delete_all(user_id, NULL, 1, revoked)) != KG_OK)
 		return err;
 	tokencheck_revoked();
 	if (*revoked > 0)
 		auth_event(DB_EVENT_TOKEN_REVOKED, user_id, username, cl);
 	return KG_OK;
+}
+
+enum kg_err
+auth_grant(const char *username, const struct scope_set *scopes, int grant,
+    const struct auth_client *cl, struct scope_set *now, const char **bad)
+{
+	char old[SCOPE_TEXT_MAX], lit[SCOPE_TEXT_MAX], detail[SCOPE_TEXT_MAX];
+	struct scope_set cur, next;
+	struct db_user u;
+	enum kg_err err = KG_OK;
+	long changed = 0;
+	size_t i, j;
+	int attempt;
+
+	*bad = NULL;
+	memset(now, 0, sizeof(*now));
+	/* Read, change, write if unchanged meanwhile: a concurrent grant is not lost. */
+	for (attempt = 0; attempt < 5 && changed == 0; attempt++) {
+		if ((err = db_user_by_name(username, &u)) != KG_OK)
+			goto out;
+		(void)kg_strlcpy(old, u.scopes, sizeof(old));
+		scope_set_from_text(old, &cur);
+		memset(&next, 0, sizeof(next));
+		if (grant) {
+			next = cur;
+			for (i = 0; i < scopes->n; i++)
+				if (!scope_set_add(&next, scopes->s[i])) {
+					*bad = scopes->s[i];
+					err = KG_EINPUT;
+					goto out;
+				}
+		} else {
+			for (i = 0; i < cur.n; i++) {
+				for (j = 0; j < scopes->n && strcmp(cur.s[i], scopes->s[j]) != 0; j++)
+					;
+				if (j == scopes->n)
+					(void)scope_set_add(&next, cur.s[i]);
+			}
+			/* Granted through a broader one: removing nothing would mislead. */
+			for (j = 0; j < scopes->n; j++)
+				if (scope_set_allows(&next, scopes->s[j])) {
+					*bad = scopes->s[j];
+					err = KG_EINPUT;
+					goto out;
+				}
+		}
+		if ((err = scope_set_to_text(&next, lit, sizeof(lit))) != KG_OK)
+			goto out;
+		if ((err = db_user_set_scopes(u.id, old, lit, &changed)) != KG_OK)
+			goto out;
+	}
+	if (changed == 0) {
+		err = KG_EDB;
+		goto out;
+	}
+	*now = next;
+	/* Cached tokens carry effective scopes: forget them, here at once (NOTIFY elsewhere). */
+	tokencheck_revoked();
+	if (scope_set_to_text(scopes, detail, sizeof(detail)) != KG_OK)
+		detail[0] = '\0';
+	auth_event_about(grant ? DB_EVENT_SCOPE_GRANTED : DB_EVENT_SCOPE_UNGRANTED, u.id,
+	    u.username, cl, detail);
+out:
+	crypto_wipe(&u, sizeof(u));
+	return err;
 }
 
 enum kg_err
@@ -746,7 +929,13 @@ auth_tokens(long long user_id, struct auth_token_info **rows, size_t *n)
 		(void)kg_strlcpy(r[i].expires_at, db_rows[i].expires_at, sizeof(r[i].expires_at));
 		(void)kg_strlcpy(r[i].ip, db_rows[i].ip, sizeof(r[i].ip));
 		(void)kg_strlcpy(r[i].user_agent, db_rows[i].user_agent, sizeof(r[i].user_agent));
-		(void)kg_strlcpy(r[i].scopes, db_rows[i].scopes, sizeof(r[i].scopes));
+		{
+			struct scope_set g;
+
+			auth_effective(db_rows[i].scopes, db_rows[i].granted, &r[i].scopes, &g);
+		}
+		r[i].api = db_rows[i].api;
+		(void)kg_strlcpy(r[i].name, db_rows[i].name, sizeof(r[i].name));
 	}
 	*rows = r;
 	*n = count;

@@ -8,20 +8,23 @@
 #include <stddef.h>
 
 #include "kg.h"
+#include "scope.h"
 #include "token.h"
 
 struct conf;
 
-#define AUTH_MAX_SCOPES 16
-#define AUTH_SCOPE_MAX 64
+/* An API token's name: 1 to 64 of A-Z a-z 0-9 space _ . - (auth_token_name_valid). */
+#define AUTH_TOKEN_NAME_MAX 64
 
 /* A verified token: who is calling and with what scopes. */
 struct auth_session {
 	long long user_id;
 	char username[KG_NAME_MAX];
 	char key[TOKEN_KEY_LEN + 1];
-	char scopes[AUTH_MAX_SCOPES][AUTH_SCOPE_MAX + 1];
-	size_t nscopes;
+	/* What this token may do: its own scopes within the user's grant, as it is now. */
+	struct scope_set scopes;
+	struct scope_set granted; /* what the user's tokens may carry */
+	int api;                  /* an API token (POST /tokens), not a session (a login) */
 	/* The user's profile, as GET /me shows it. */
 	int has_email;
 	char email[KG_EMAIL_MAX];
@@ -34,6 +37,7 @@ struct auth_issued {
 	struct token token;
 	char expires_at[KG_TS_LEN];
 	int idle_timeout;
+	struct scope_set scopes; /* effective when issued */
 };
 
 /* Who is asking: recorded with tokens and audit events, used for throttling. */
@@ -58,14 +62,11 @@ void auth_configure(const struct conf *c);
 int auth_username_valid(const char *name);
 /* 1 when email is at most 254 bytes with one '@' between non-empty parts. */
 int auth_email_valid(const char *email);
-/* 1 when each scope is 1..64 of A-Z a-z 0-9 : . _ * - and there are 1..16. */
-int auth_scopes_valid(const char *const *scopes, size_t n);
+/* 1 when name is an API token's name (AUTH_TOKEN_NAME_MAX). */
+int auth_token_name_valid(const char *name);
 
 /* 1 when the session's scopes allow scope (a scope implies those below it: src/scope.h). */
 int auth_session_allows(const struct auth_session *s, const char *scope);
-
-/* Fill s->scopes from PostgreSQL's text form of a text[] ("{a,b}"). */
-void auth_scopes_from_text(const char *text, struct auth_session *s);
 
 /* Verify a token against the database. KG_ETOKEN when not live. */
 enum kg_err auth_verify(const struct token *t, struct auth_session *s) KG_MUSTCHECK;
@@ -92,32 +93,63 @@ enum kg_err auth_load_dummies(void) KG_MUSTCHECK;
 /*
  * Log in: count the attempt against the username and the client address
  * (KG_ETHROTTLED without hashing anything when either is blocked), check the
- * password, then issue a token for that user.
+ * password, then issue a session token for that user with scopes (NULL or
+ * empty: "*", every scope granted). KG_EBADSCOPE, with the scopes the user
+ * is not granted in *missing, issues nothing; it is told only once the
+ * password checked out, so the grant is told to its owner alone.
  */
 enum kg_err auth_login(const char *username, const char *password, size_t pwlen, int remember,
-    const char *const *scopes, size_t nscopes, struct auth_client *cl,
-    struct auth_issued *out) KG_MUSTCHECK;
+    const struct scope_set *scopes, struct auth_client *cl, struct auth_issued *out,
+    struct scope_set *missing) KG_MUSTCHECK;
+
+/*
+ * An API token for the session's user (POST /tokens): s must be a session
+ * (KG_ESESSION), current the user's password (KG_EAUTH, throttled as a
+ * login), name free (KG_ENAME_TAKEN), fewer than max_api_tokens_per_user
+ * live API tokens (KG_ETOOMANY), scopes (NULL: the session's) within the
+ * session's (KG_EBADSCOPE, *missing), expires_in seconds (0: the longest,
+ * api_token_max_lifetime; more: KG_EINPUT with fe). No idle expiry.
+ */
+enum kg_err auth_api_token_create(const struct auth_session *s, const char *name,
+    const char *current, size_t curlen, const struct scope_set *scopes, long expires_in,
+    struct auth_client *cl, struct auth_issued *out, struct scope_set *missing,
+    struct auth_field_error *fe) KG_MUSTCHECK;
 
 void auth_issued_wipe(struct auth_issued *i);
 
-/* Revoke the session's own token, or (all) every token of its user. */
-enum kg_err auth_logout(const struct auth_session *s, int all, const struct auth_client *cl,
-    long *removed) KG_MUSTCHECK;
+/*
+ * Revoke the session's own token, or (all) every session of its user, and
+ * with api its API tokens too.
+ */
+enum kg_err auth_logout(const struct auth_session *s, int all, int api,
+    const struct auth_client *cl, long *removed) KG_MUSTCHECK;
 
 /* Revoke one of the user's tokens by key; KG_ENOTFOUND when not theirs. */
 enum kg_err auth_revoke(long long user_id, const char *username, const char *key,
     const struct auth_client *cl) KG_MUSTCHECK;
 
-/* Change a password after checking the current one; revokes all tokens but keep_key. */
+/*
+ * Change a password after checking the current one; revokes every token,
+ * sessions and API tokens, but keep_key (*revoked all, *api_revoked the API ones).
+ */
 enum kg_err auth_change_password(long long user_id, const char *current, size_t curlen,
     const char *newpw, size_t newlen, const char *keep_key, struct auth_client *cl,
-    long *revoked, struct auth_field_error *fe) KG_MUSTCHECK;
+    long *revoked, long *api_revoked, struct auth_field_error *fe) KG_MUSTCHECK;
 
 /* Admin: set a user's password without the current one; revokes all tokens. */
 enum kg_err auth_set_password(const char *username, const char *pw, size_t pwlen,
     const struct auth_client *cl, long *revoked, struct auth_field_error *fe) KG_MUSTCHECK;
 
-/* Admin: revoke every token of a user. */
+/*
+ * Admin: grant (grant 1) or ungrant the scopes to the user named username;
+ * *now is the grant after it. Ungranting a scope that is granted only
+ * through a broader one (files:read under files) is KG_EINPUT with *bad
+ * naming it: ungrant the broader one. Every token narrows at once.
+ */
+enum kg_err auth_grant(const char *username, const struct scope_set *scopes, int grant,
+    const struct auth_client *cl, struct scope_set *now, const char **bad) KG_MUSTCHECK;
+
+/* Admin: revoke every token of a user, sessions and API tokens. */
 enum kg_err auth_revoke_all(long long user_id, const char *username,
     const struct auth_client *cl, long *revoked) KG_MUSTCHECK;
 
@@ -154,13 +186,15 @@ enum kg_err auth_user_find(const char *username, struct auth_user *u) KG_MUSTCHE
 
 /* One live token of a user, as GET /sessions and `keygate token list` show it. */
 struct auth_token_info {
+	int api;                            /* an API token, not a session */
+	char name[AUTH_TOKEN_NAME_MAX + 1]; /* an API token's name; "" for a session */
+	struct scope_set scopes;            /* effective: its own within the grant */
 	char key[64];
 	char created_at[KG_TS_LEN];
 	char last_used_at[KG_TS_LEN];
 	char expires_at[KG_TS_LEN];
 	char ip[64];
 	char user_agent[256];
-	char scopes[1100]; /* "{a,b}": auth_scopes_from_text */
 };
 
 /* The user's live tokens, newest use first; *rows is malloc'd (caller frees). */
@@ -168,9 +202,9 @@ enum kg_err auth_tokens(long long user_id, struct auth_token_info **rows, size_t
 
 /* Row callback for listings: column values as strings (never NULL). */
 typedef void (*auth_row_fn)(void *arg, const char *const *cols, size_t ncols);
-/* Every account: id, username, email, disabled (t/f), created_at, live tokens. */
+/* Every account: id, username, email, disabled (t/f), created_at, live tokens, granted scopes ("{a,b}"). */
 enum kg_err auth_user_list(auth_row_fn fn, void *arg) KG_MUSTCHECK;
-/* The audit trail: at, event, user_id, username, ip, user_agent, count; filters may be NULL. */
+/* The audit trail: at, event, user_id, username, ip, user_agent, count, detail; filters may be NULL. */
 enum kg_err auth_events(const char *username, const char *since, long limit, auth_row_fn fn,
     void *arg) KG_MUSTCHECK;
 /*

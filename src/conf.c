@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "conf.h"
+#include "scope.h"
 
 #ifndef KG_SYSCONFDIR
 #define KG_SYSCONFDIR "/etc"
@@ -19,9 +20,15 @@
 #endif
 
 enum conf_type {
-	CT_STR, CT_INT, CT_LONG, CT_DURATION, CT_OCTAL, CT_CHOICE,
-	CT_CIDRS,      /* string: addresses and CIDR networks */
-	CT_ORIGINS,    /* string: http(s)://host[:port] origins */
+	CT_STR,
+	CT_INT,
+	CT_LONG,
+	CT_DURATION,
+	CT_OCTAL,
+	CT_CHOICE,
+	CT_CIDRS,   /* string: addresses and CIDR networks */
+	CT_ORIGINS, /* string: http(s)://host[:port] origins */
+	CT_SCOPES,  /* string: scopes (src/scope.h), space- or comma-separated */
 };
 
 struct conf_key {
@@ -82,6 +89,9 @@ static const struct conf_key conf_table[] = {
 	{ "argon2_parallelism", CT_INT, O(argon2_parallelism), 0, "1", 1, 64, NULL, RELOAD },
 	{ "hash_concurrency", CT_INT, O(hash_concurrency), 0, "0", 0, 1024, NULL, RESTART },
 	{ "max_tokens_per_user", CT_INT, O(max_tokens_per_user), 0, "10", 1, 10000, NULL, RELOAD },
+	{ "default_scopes", CT_SCOPES, O(default_scopes), S(default_scopes), "*", 0, 0, NULL, RELOAD },
+	{ "max_api_tokens_per_user", CT_INT, O(max_api_tokens_per_user), 0, "10", 1, 1000, NULL, RELOAD },
+	{ "api_token_max_lifetime", CT_DURATION, O(api_token_max_lifetime), 0, "90d", 60, 315360000, NULL, RELOAD },
 	{ "token_idle_timeout", CT_DURATION, O(token_idle_timeout), 0, "30m", 1, 31536000, NULL, RELOAD },
 	{ "token_lifetime", CT_DURATION, O(token_lifetime), 0, "12h", 1, 31536000, NULL, RELOAD },
 	{ "remember_idle_timeout", CT_DURATION, O(remember_idle_timeout), 0, "7d", 1, 31536000, NULL, RELOAD },
@@ -188,6 +198,7 @@ conf_set(struct conf *c, const struct conf_key *k, const char *value, const char
 	case CT_CHOICE:
 	case CT_CIDRS:
 	case CT_ORIGINS:
+	case CT_SCOPES:
 		if ((k->type == CT_CIDRS || k->type == CT_ORIGINS) && k->parsed == 0) {
 			*why = "internal error: a list without LIST() in conf_table";
 			return -1;
@@ -206,6 +217,14 @@ conf_set(struct conf *c, const struct conf_key *k, const char *value, const char
 		if (k->type == CT_ORIGINS && addr_origins_parse(value, &origins) != KG_OK) {
 			*why = "not a list of http(s)://host[:port] origins";
 			return -1;
+		}
+		if (k->type == CT_SCOPES) {
+			struct scope_set set;
+
+			if (scope_set_parse_list(value, &set) != KG_OK) {
+				*why = "not a list of at most 16 scopes (e.g. files:read notes, or *)";
+				return -1;
+			}
 		}
 		if (strlen(value) >= k->size) {
 			*why = "value too long";
@@ -436,6 +455,7 @@ conf_value_size(const struct conf_key *k)
 	case CT_CHOICE:
 	case CT_CIDRS:
 	case CT_ORIGINS:
+	case CT_SCOPES:
 		return k->size;
 	case CT_LONG:
 		return sizeof(long);
@@ -521,6 +541,7 @@ conf_dump(const struct conf *c)
 		case CT_CHOICE:
 		case CT_CIDRS:
 		case CT_ORIGINS:
+		case CT_SCOPES:
 			printf("%s = %s\n", k->name, base);
 			break;
 		case CT_LONG:

@@ -48,7 +48,10 @@ struct conf {
 	int argon2_parallelism;
 	int hash_concurrency;             /* hashes at once in the pool, 0 = per argon2_parallelism CPUs */
 	/* tokens */
-	int max_tokens_per_user;
+	int max_tokens_per_user;           /* sessions (logins) */
+	char default_scopes[CONF_STR_MAX]; /* granted to a new account, as written */
+	int max_api_tokens_per_user;
+	int api_token_max_lifetime;       /* seconds */
 	int token_idle_timeout;           /* seconds */
 	int token_lifetime;               /* seconds */
 	int remember_idle_timeout;        /* seconds */

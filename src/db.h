@@ -24,7 +24,7 @@ struct conf;
 #define DB_KEY_MAX 64
 #define DB_REVOKE_CHANNEL "keygate_revoke"  /* NOTIFY channel: some session ended */
 /* The newest migration (db/migrations/NNNN_*.sql) this build's statements need. */
-#define DB_SCHEMA_VERSION "0005"
+#define DB_SCHEMA_VERSION "0006"
 
 /*
  * Names the schema shares with the C code, defined here once: C passes
@@ -56,6 +56,9 @@ enum db_event {
 	DB_EVENT_PASSWORD_CHANGED, /* "password_changed" */
 	DB_EVENT_USER_DISABLED,    /* "user_disabled" */
 	DB_EVENT_USER_ENABLED,     /* "user_enabled" */
+	DB_EVENT_SCOPE_GRANTED,    /* "scope_granted" (detail: the scopes) */
+	DB_EVENT_SCOPE_UNGRANTED,  /* "scope_ungranted" (detail: the scopes) */
+	DB_EVENT_API_TOKEN_CREATED, /* "api_token_created" (keygate_api_token_create; detail: its name) */
 	DB_EVENT__MAX
 };
 
@@ -72,6 +75,8 @@ struct db_user {
 	int disabled;
 	char created_at[DB_TS_LEN];
 	long long credential_gen;  /* moves with each revocation of all sessions */
+	long long api_gen;         /* moves with each revocation of all API tokens */
+	char scopes[DB_SCOPES_MAX]; /* granted: "{a,b}" */
 };
 
 /* What verifying a token needs, in one indexed lookup. */
@@ -87,6 +92,8 @@ struct db_token {
 	int has_email;
 	char email[DB_EMAIL_MAX];
 	char created_at[DB_TS_LEN];  /* of the user */
+	char granted[DB_SCOPES_MAX]; /* the user's granted scopes, "{a,b}" */
+	int api;                     /* an API token (POST /tokens), not a session */
 };
 
 struct db_session {
@@ -97,6 +104,9 @@ struct db_session {
 	char ip[64];
 	char user_agent[256];
 	char scopes[DB_SCOPES_MAX];
+	char granted[DB_SCOPES_MAX]; /* the user's, for the token's effective scopes */
+	int api;                     /* an API token, not a session */
+	char name[DB_NAME_MAX];      /* an API token's name ("" for a session) */
 };
 
 struct db_token_new {
@@ -170,17 +180,25 @@ long long db_listening_since(void);
  * violation.
  */
 enum kg_err db_user_insert(const char *username, const char *email, const char *hash,
-    long long *id) KG_MUSTCHECK;
+    const char *scopes, long long *id) KG_MUSTCHECK;
 /* KG_ENOTFOUND when there is no such user (case-insensitive). */
 enum kg_err db_user_by_name(const char *username, struct db_user *u) KG_MUSTCHECK;
 enum kg_err db_user_by_id(long long id, struct db_user *u) KG_MUSTCHECK;
 /*
- * Set a new hash and revoke every token of the user but keep_key (NULL:
- * all), moving the credential generation: no login in flight that checked
- * the old hash can write a token afterwards.
+ * Set a new hash and revoke every token of the user, sessions and API
+ * tokens, but keep_key (NULL: all), moving both credential generations: no
+ * login or token creation in flight that checked the old hash can write a
+ * token afterwards. *revoked counts them all, *api_revoked the API tokens.
  */
 enum kg_err db_user_set_password(long long id, const char *hash, const char *keep_key,
-    long *revoked) KG_MUSTCHECK;
+    long *revoked, long *api_revoked) KG_MUSTCHECK;
+/*
+ * Replace the granted scopes of account id by scopes ("{a,b}") if they are
+ * still old (as read): *changed 0 when another change came first. Tells
+ * every listening worker, since cached tokens carry effective scopes.
+ */
+enum kg_err db_user_set_scopes(long long id, const char *old, const char *scopes,
+    long *changed) KG_MUSTCHECK;
 /* Replace the hash only if it is still old_hash (a concurrent change wins). */
 enum kg_err db_user_rehash(long long id, const char *old_hash, const char *hash) KG_MUSTCHECK;
 
@@ -238,10 +256,41 @@ enum kg_err db_token_refresh(const char *key, int touch_interval, struct db_toke
 /* Delete one of user_id's tokens; *deleted = rows removed (0 or 1). */
 enum kg_err db_token_delete(long long user_id, const char *key, long *deleted) KG_MUSTCHECK;
 /*
- * Delete all of user_id's tokens except keep_key (NULL: all) and move the
- * credential generation, so that no login in flight writes one afterwards.
+ * Delete all of user_id's sessions except keep_key (NULL: all), and with
+ * api its API tokens too, moving the credential generation of what is
+ * ended, so that no login (or token creation) in flight writes one
+ * afterwards.
  */
-enum kg_err db_token_delete_all(long long user_id, const char *keep_key, long *deleted) KG_MUSTCHECK;
+enum kg_err db_token_delete_all(long long user_id, const char *keep_key, int api,
+    long *deleted) KG_MUSTCHECK;
+
+/* A new API token (POST /tokens): what keygate_api_token_create writes. */
+struct db_api_token_new {
+	const char *key;
+	const unsigned char *digest;
+	long long user_id;
+	const char *scopes; /* "{a,b}", validated by the caller */
+	const char *name;
+	int lifetime_s;
+	int idle_s;
+	const char *ip;         /* may be NULL */
+	const char *user_agent; /* may be NULL */
+	int max;                /* the user's live API tokens allowed, the new one included */
+	long long api_gen;      /* the account's, read with the password checked */
+	const char *username;   /* as stored, for the event */
+};
+
+enum db_api_token_outcome {
+	DB_API_TOKEN_OK,         /* written */
+	DB_API_TOKEN_COLLIDED,   /* the key exists: nothing written */
+	DB_API_TOKEN_STALE,      /* disabled or every API token revoked since api_gen */
+	DB_API_TOKEN_LIMIT,      /* max live API tokens already */
+	DB_API_TOKEN_NAME_TAKEN, /* a live one has that name */
+};
+
+/* Create an API token under the account's row lock: *outcome, and expires_at with OK. */
+enum kg_err db_api_token_create(const struct db_api_token_new *t,
+    enum db_api_token_outcome *outcome, char expires_at[DB_TS_LEN]) KG_MUSTCHECK;
 /* Live tokens of a user, newest use first; *rows is malloc'd (caller frees). */
 enum kg_err db_token_list(long long user_id, struct db_session **rows, size_t *n) KG_MUSTCHECK;
 
@@ -280,7 +329,7 @@ enum kg_err db_throttle_release(enum db_scope scope, const char *subject, int ma
 
 /* Record an audit event; user_id <= 0 and NULL strings are stored as NULL. */
 enum kg_err db_event_insert(enum db_event event, long long user_id, const char *username,
-    const char *ip, const char *user_agent) KG_MUSTCHECK;
+    const char *ip, const char *user_agent, const char *detail) KG_MUSTCHECK;
 /*
  * Record a login refused by a block: of the address's throttle key addr
  * (NULL: none) if that is blocked, else of the account subject. One row per

@@ -24,6 +24,9 @@ static const char *const db_event_names[DB_EVENT__MAX] = {
 	[DB_EVENT_PASSWORD_CHANGED] = "password_changed",
 	[DB_EVENT_USER_DISABLED] = "user_disabled",
 	[DB_EVENT_USER_ENABLED] = "user_enabled",
+	[DB_EVENT_SCOPE_GRANTED] = "scope_granted",
+	[DB_EVENT_SCOPE_UNGRANTED] = "scope_ungranted",
+	[DB_EVENT_API_TOKEN_CREATED] = "api_token_created",
 };
 
 const char *
@@ -33,18 +36,18 @@ db_event_name(enum db_event event)
 }
 
 /* clang-format off */
-static const struct db_stmt st_event_insert = { "event_insert", 5,
-	"INSERT INTO auth_events (event, user_id, username, ip, user_agent)\n"
-	"VALUES ($1, $2, $3, $4, $5)" };
+static const struct db_stmt st_event_insert = { "event_insert", 6,
+	"INSERT INTO auth_events (event, user_id, username, ip, user_agent, detail)\n"
+	"VALUES ($1, $2, $3, $4, $5, $6)" };
 /* clang-format on */
 
 enum kg_err
 db_event_insert(enum db_event event, long long user_id, const char *username, const char *ip,
-    const char *user_agent)
+    const char *user_agent, const char *detail)
 {
 	char idbuf[24];
-	const char *params[5] = { db_event_name(event), user_id > 0 ? idbuf : NULL, username,
-		ip, user_agent };
+	const char *params[6] = { db_event_name(event), user_id > 0 ? idbuf : NULL, username,
+		ip, user_agent, detail };
 
 	db_fmt_ll(idbuf, sizeof(idbuf), user_id);
 	return db_change(&st_event_insert, params, NULL);
@@ -108,7 +111,7 @@ db_event_throttled(const char *addr, const char *subject, const char *username, 
 static const struct db_stmt st_events = { "events", 3,
 	"SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), event,\n"
 	"       coalesce(user_id::text, ''), coalesce(username, ''),\n"
-	"       coalesce(ip, ''), coalesce(user_agent, ''), count\n"
+	"       coalesce(ip, ''), coalesce(user_agent, ''), count, coalesce(detail, '')\n"
 	"FROM auth_events\n"
 	"WHERE ($1::text IS NULL OR lower(username) = lower($1))\n"
 	"  AND at >= coalesce($2::timestamptz, '-infinity')\n"

@@ -94,6 +94,8 @@ enum db_user_col {
 	DB_USER_DISABLED,
 	DB_USER_CREATED_AT, /* as text, KG_TS_LEN */
 	DB_USER_CREDENTIAL_GEN,
+	DB_USER_API_GEN,
+	DB_USER_SCOPES, /* granted, as text "{a,b}" */
 	DB_USER_COLS
 };
 

@@ -227,7 +227,7 @@ static const struct db_stmt st_login_begin = { "login_begin", LB__MAX,
 	"       EXISTS (SELECT 1 FROM c),\n"
 	"       u.id, u.username, u.email, u.password_hash, u.disabled,\n"
 	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
-	"       u.credential_gen\n"
+	"       u.credential_gen, u.api_gen, u.scopes::text\n"
 	"FROM (SELECT 1) o LEFT JOIN users u ON lower(u.username) = lower($11)" };
 /* clang-format on */
 

@@ -142,9 +142,11 @@ static const struct db_stmt st_token_lookup = { "token_lookup", 2,
 	"       extract(epoch FROM k.expires_at)::bigint,\n"
 	"       extract(epoch FROM k.last_used_at)::bigint,\n"
 	"       k.idle_timeout_s, u.email,\n"
-	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')\n"
+	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
+	"       u.scopes::text, k.kind = 'api'\n"
 	"FROM api_keys k JOIN users u ON u.id = k.user_id\n"
-	"WHERE k.key = $1 AND NOT u.disabled AND k.credential_gen = u.credential_gen\n"
+	"WHERE k.key = $1 AND NOT u.disabled\n"
+	"  AND k.credential_gen = CASE WHEN k.kind = 'api' THEN u.api_gen ELSE u.credential_gen END\n"
 	"  AND k.expires_at > now()\n"
 	"  AND k.last_used_at + make_interval(secs => k.idle_timeout_s) > now()" };
 
@@ -168,9 +170,11 @@ static const struct db_stmt st_token_refresh = { "token_refresh", 2,
 	"       extract(epoch FROM k.expires_at)::bigint,\n"
 	"       extract(epoch FROM k.last_used_at)::bigint,\n"
 	"       k.idle_timeout_s, u.email,\n"
-	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')\n"
+	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
+	"       u.scopes::text, k.kind = 'api'\n"
 	"FROM api_keys k JOIN users u ON u.id = k.user_id\n"
-	"WHERE k.key = $1 AND NOT u.disabled AND k.credential_gen = u.credential_gen\n"
+	"WHERE k.key = $1 AND NOT u.disabled\n"
+	"  AND k.credential_gen = CASE WHEN k.kind = 'api' THEN u.api_gen ELSE u.credential_gen END\n"
 	"  AND k.expires_at > now()\n"
 	"  AND k.last_used_at + make_interval(secs => k.idle_timeout_s) > now()" };
 /* clang-format on */
@@ -187,6 +191,8 @@ enum db_token_col {
 	TC_IDLE_S,
 	TC_EMAIL,
 	TC_CREATED_AT,
+	TC_GRANTED,
+	TC_API,
 	TC__MAX
 };
 
@@ -238,6 +244,8 @@ db_token_fetch(const struct db_stmt *st, const char *key, int touch_interval, st
 	t->has_email = !PQgetisnull(res, 0, TC_EMAIL);
 	db_copy(t->email, sizeof(t->email), res, 0, TC_EMAIL);
 	db_copy(t->created_at, sizeof(t->created_at), res, 0, TC_CREATED_AT);
+	db_copy(t->granted, sizeof(t->granted), res, 0, TC_GRANTED);
+	t->api = PQgetvalue(res, 0, TC_API)[0] == 't';
 out:
 	if (err != KG_OK)
 		memset(t, 0, sizeof(*t));
@@ -289,31 +297,144 @@ db_token_delete(long long user_id, const char *key, long *deleted)
 }
 
 /*
- * Every session of account $1 but the token $2 (NULL: all): a new
- * credential generation (g), the token kept moved to it (kp), the others
- * deleted (d), and a notification whenever the generation moved, since a
+ * Every session of account $1 but the token $2 (NULL: all), and with $3
+ * its API tokens too: a new credential generation of what ends (g;
+ * api_gen only with $3), the session kept moved to it (kp), the others
+ * deleted (d), and a notification whenever a generation moved, since a
  * racing login's token may be cached on another host although d did not
  * see its row. user_set_password (db_users.c) does the same with a new
- * hash.
+ * hash, for both kinds.
  */
 /* clang-format off */
-static const struct db_stmt st_token_delete_all = { "token_delete_all", 2,
-	"WITH g AS (UPDATE users SET credential_gen = credential_gen + 1\n"
+static const struct db_stmt st_token_delete_all = { "token_delete_all", 3,
+	"WITH g AS (UPDATE users SET credential_gen = credential_gen + 1,\n"
+	"                            api_gen = api_gen + CASE WHEN $3::boolean THEN 1 ELSE 0 END\n"
 	"           WHERE id = $1\n"
 	"           RETURNING id, credential_gen),\n"
 	"     kp AS (UPDATE api_keys SET credential_gen = g.credential_gen FROM g\n"
-	"            WHERE api_keys.user_id = g.id AND api_keys.key = $2),\n"
+	"            WHERE api_keys.user_id = g.id AND api_keys.key = $2\n"
+	"              AND api_keys.kind = 'session'),\n"
 	"     d AS (DELETE FROM api_keys\n"
 	"           WHERE user_id IN (SELECT id FROM g) AND key IS DISTINCT FROM $2\n"
+	"             AND (kind = 'session' OR $3::boolean)\n"
 	"           RETURNING 1),\n"
 	"     n AS (SELECT pg_notify('keygate_revoke', '') FROM g)\n"
 	"SELECT (SELECT count(*) FROM d) FROM n" };
 /* clang-format on */
 
 enum kg_err
-db_token_delete_all(long long user_id, const char *keep_key, long *deleted)
+db_token_delete_all(long long user_id, const char *keep_key, int api, long *deleted)
 {
-	return db_token_revoke(&st_token_delete_all, user_id, keep_key, deleted);
+	char idbuf[24];
+	const char *params[3] = { idbuf, keep_key, api ? "true" : "false" };
+
+	db_fmt_ll(idbuf, sizeof(idbuf), user_id);
+	return db_revoke(&st_token_delete_all, params, deleted);
+}
+
+/* The parameters of api_token_create, by the name the function gives them. */
+enum at_param {
+	AT_KEY,
+	AT_USER_ID,
+	AT_DIGEST_HEX,
+	AT_SCOPES,
+	AT_NAME,
+	AT_LIFETIME_S,
+	AT_IDLE_S,
+	AT_IP,
+	AT_USER_AGENT,
+	AT_MAX,
+	AT_GEN,
+	AT_USERNAME,
+	AT__MAX
+};
+
+/*
+ * An API token, under the account's row lock, only if the account still
+ * has the API-token generation p_gen its password was checked under, the
+ * name is free and the cap p_max holds: see keygate_api_token_create in
+ * db/migrations/0006_granted_scopes_and_api_tokens.sql. $n is enum
+ * at_param + 1.
+ */
+/* clang-format off */
+static const struct db_stmt st_api_token_create = { "api_token_create", AT__MAX,
+	"SELECT f.outcome,\n"
+	"       to_char(f.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')\n"
+	"FROM keygate_api_token_create(\n"
+	"         p_key => $1,\n"
+	"         p_user_id => $2::bigint,\n"
+	"         p_digest_hex => $3,\n"
+	"         p_scopes => $4::text[],\n"
+	"         p_name => $5,\n"
+	"         p_lifetime_s => $6::integer,\n"
+	"         p_idle_s => $7::integer,\n"
+	"         p_ip => $8,\n"
+	"         p_user_agent => $9,\n"
+	"         p_max => $10::integer,\n"
+	"         p_gen => $11::bigint,\n"
+	"         p_username => $12) f" };
+/* clang-format on */
+
+_Static_assert(AT__MAX == 12, "keygate_api_token_create takes 12 parameters");
+
+enum kg_err
+db_api_token_create(const struct db_api_token_new *t, enum db_api_token_outcome *outcome,
+    char expires_at[DB_TS_LEN])
+{
+	static const struct {
+		const char *name;
+		enum db_api_token_outcome outcome;
+	} outcomes[] = {
+		{ "ok", DB_API_TOKEN_OK },
+		{ "collided", DB_API_TOKEN_COLLIDED },
+		{ "stale", DB_API_TOKEN_STALE },
+		{ "limit", DB_API_TOKEN_LIMIT },
+		{ "name_taken", DB_API_TOKEN_NAME_TAKEN },
+	};
+	char id[24], hex[CRYPTO_SHA256_LEN * 2 + 1], life[24], idle[24], max[24], gen[24];
+	const char *params[AT__MAX];
+	PGresult *res = NULL;
+	enum kg_err err;
+	size_t i;
+
+	*outcome = DB_API_TOKEN_STALE;
+	expires_at[0] = '\0';
+	db_fmt_ll(id, sizeof(id), t->user_id);
+	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
+		(void)snprintf(hex + 2 * i, 3, "%02x", t->digest[i]);
+	db_fmt_ll(life, sizeof(life), t->lifetime_s);
+	db_fmt_ll(idle, sizeof(idle), t->idle_s);
+	db_fmt_ll(max, sizeof(max), t->max);
+	db_fmt_ll(gen, sizeof(gen), t->api_gen);
+	params[AT_KEY] = t->key;
+	params[AT_USER_ID] = id;
+	params[AT_DIGEST_HEX] = hex;
+	params[AT_SCOPES] = t->scopes;
+	params[AT_NAME] = t->name;
+	params[AT_LIFETIME_S] = life;
+	params[AT_IDLE_S] = idle;
+	params[AT_IP] = t->ip;
+	params[AT_USER_AGENT] = t->user_agent;
+	params[AT_MAX] = max;
+	params[AT_GEN] = gen;
+	params[AT_USERNAME] = t->username;
+	if ((err = db_exec(&st_api_token_create, params, DB_ROWS, &res, NULL)) != KG_OK)
+		goto out;
+	if (PQntuples(res) != 1 || PQnfields(res) != 2) {
+		err = KG_EDB;
+		goto out;
+	}
+	err = KG_EDB;
+	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		if (strcmp(PQgetvalue(res, 0, 0), outcomes[i].name) == 0) {
+			*outcome = outcomes[i].outcome;
+			err = KG_OK;
+		}
+	if (*outcome == DB_API_TOKEN_OK)
+		db_copy(expires_at, DB_TS_LEN, res, 0, 1);
+out:
+	PQclear(res);
+	return err;
 }
 
 /* User $1's live tokens of the current generation, newest use first. */
@@ -323,12 +444,13 @@ static const struct db_stmt st_token_list = { "token_list", 1,
 	"       to_char(k.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
 	"       to_char(k.last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
 	"       to_char(k.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
-	"       coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text\n"
-	"FROM api_keys k\n"
+	"       coalesce(k.ip, ''), coalesce(k.user_agent, ''), k.scopes::text,\n"
+	"       u.scopes::text, k.kind = 'api', coalesce(k.name, '')\n"
+	"FROM api_keys k JOIN users u ON u.id = k.user_id\n"
 	"WHERE k.user_id = $1\n"
 	"  AND k.expires_at > now()\n"
 	"  AND k.last_used_at + make_interval(secs => k.idle_timeout_s) > now()\n"
-	"  AND k.credential_gen = (SELECT cu.credential_gen FROM users cu WHERE cu.id = k.user_id)\n"
+	"  AND k.credential_gen = CASE WHEN k.kind = 'api' THEN u.api_gen ELSE u.credential_gen END\n"
 	"ORDER BY k.last_used_at DESC, k.created_at DESC\n"
 	"LIMIT 1000" };
 /* clang-format on */
@@ -362,6 +484,9 @@ db_token_list(long long user_id, struct db_session **rows, size_t *n)
 		db_copy(r[i].ip, sizeof(r[i].ip), res, i, 4);
 		db_copy(r[i].user_agent, sizeof(r[i].user_agent), res, i, 5);
 		db_copy(r[i].scopes, sizeof(r[i].scopes), res, i, 6);
+		db_copy(r[i].granted, sizeof(r[i].granted), res, i, 7);
+		r[i].api = PQgetvalue(res, i, 8)[0] == 't';
+		db_copy(r[i].name, sizeof(r[i].name), res, i, 9);
 	}
 	*rows = r;
 	*n = (size_t)nt;
@@ -378,7 +503,9 @@ static const struct db_stmt st_token_prune = { "token_prune", 0,
 	"DELETE FROM api_keys k\n"
 	"WHERE NOT (k.expires_at > now()\n"
 	"           AND k.last_used_at + make_interval(secs => k.idle_timeout_s) > now())\n"
-	"   OR k.credential_gen <> (SELECT cu.credential_gen FROM users cu WHERE cu.id = k.user_id)" };
+	"   OR k.credential_gen <> (SELECT CASE WHEN k.kind = 'api' THEN cu.api_gen\n"
+	"                                       ELSE cu.credential_gen END\n"
+	"                           FROM users cu WHERE cu.id = k.user_id)" };
 /* clang-format on */
 
 enum kg_err
@@ -389,4 +516,4 @@ db_token_prune(long *count)
 
 const struct db_stmt *const db_tokens_stmts[] = { &st_login_finish, &st_token_lookup,
 	&st_token_refresh, &st_token_delete, &st_token_delete_all, &st_token_list,
-	&st_token_prune, NULL };
+	&st_token_prune, &st_api_token_create, NULL };

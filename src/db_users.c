@@ -13,16 +13,17 @@
 #include "db_conn.h"
 
 /* clang-format off */
-static const struct db_stmt st_user_insert = { "user_insert", 3,
-	"INSERT INTO users (username, email, password_hash)\n"
-	"VALUES ($1, $2, $3)\n"
+static const struct db_stmt st_user_insert = { "user_insert", 4,
+	"INSERT INTO users (username, email, password_hash, scopes)\n"
+	"VALUES ($1, $2, $3, $4::text[])\n"
 	"RETURNING id" };
 /* clang-format on */
 
 enum kg_err
-db_user_insert(const char *username, const char *email, const char *hash, long long *id)
+db_user_insert(const char *username, const char *email, const char *hash, const char *scopes,
+    long long *id)
 {
-	const char *params[3] = { username, email, hash };
+	const char *params[4] = { username, email, hash, scopes };
 	enum db_conflict conflict = DB_CONFLICT_OTHER;
 	PGresult *res = NULL;
 	enum kg_err err;
@@ -60,6 +61,8 @@ db_user_row(const PGresult *res, int col, struct db_user *u)
 	u->disabled = PQgetvalue(res, 0, col + DB_USER_DISABLED)[0] == 't';
 	db_copy(u->created_at, sizeof(u->created_at), res, 0, col + DB_USER_CREATED_AT);
 	u->credential_gen = strtoll(PQgetvalue(res, 0, col + DB_USER_CREDENTIAL_GEN), NULL, 10);
+	u->api_gen = strtoll(PQgetvalue(res, 0, col + DB_USER_API_GEN), NULL, 10);
+	db_copy(u->scopes, sizeof(u->scopes), res, 0, col + DB_USER_SCOPES);
 	return KG_OK;
 }
 
@@ -68,14 +71,14 @@ db_user_row(const PGresult *res, int col, struct db_user *u)
 static const struct db_stmt st_user_by_name = { "user_by_name", 1,
 	"SELECT u.id, u.username, u.email, u.password_hash, u.disabled,\n"
 	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
-	"       u.credential_gen\n"
+	"       u.credential_gen, u.api_gen, u.scopes::text\n"
 	"FROM users u\n"
 	"WHERE lower(u.username) = lower($1)" };
 
 static const struct db_stmt st_user_by_id = { "user_by_id", 1,
 	"SELECT u.id, u.username, u.email, u.password_hash, u.disabled,\n"
 	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
-	"       u.credential_gen\n"
+	"       u.credential_gen, u.api_gen, u.scopes::text\n"
 	"FROM users u\n"
 	"WHERE u.id = $1" };
 /* clang-format on */
@@ -175,26 +178,65 @@ out:
 static const struct db_stmt st_user_set_password = { "user_set_password", 3,
 	"WITH g AS (UPDATE users\n"
 	"           SET password_hash = $2, password_changed_at = now(),\n"
-	"               credential_gen = credential_gen + 1\n"
+	"               credential_gen = credential_gen + 1, api_gen = api_gen + 1\n"
 	"           WHERE id = $1\n"
 	"           RETURNING id, credential_gen),\n"
 	"     kp AS (UPDATE api_keys SET credential_gen = g.credential_gen FROM g\n"
-	"            WHERE api_keys.user_id = g.id AND api_keys.key = $3),\n"
+	"            WHERE api_keys.user_id = g.id AND api_keys.key = $3\n"
+	"              AND api_keys.kind = 'session'),\n"
 	"     d AS (DELETE FROM api_keys\n"
 	"           WHERE user_id IN (SELECT id FROM g) AND key IS DISTINCT FROM $3\n"
-	"           RETURNING 1),\n"
+	"           RETURNING kind),\n"
 	"     n AS (SELECT pg_notify('keygate_revoke', '') FROM g)\n"
-	"SELECT (SELECT count(*) FROM d) FROM n" };
+	"SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM d WHERE kind = 'api') FROM n" };
 /* clang-format on */
 
 enum kg_err
-db_user_set_password(long long id, const char *hash, const char *keep_key, long *revoked)
+db_user_set_password(long long id, const char *hash, const char *keep_key, long *revoked,
+    long *api_revoked)
 {
 	char idbuf[24];
 	const char *params[3] = { idbuf, hash, keep_key };
+	PGresult *res = NULL;
+	enum kg_err err;
+
+	*revoked = *api_revoked = 0;
+	db_fmt_ll(idbuf, sizeof(idbuf), id);
+	if ((err = db_exec(&st_user_set_password, params, DB_ROWS, &res, NULL)) != KG_OK)
+		goto out;
+	if (PQntuples(res) == 1 && PQnfields(res) == 2) {
+		*revoked = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		*api_revoked = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	} else if (PQntuples(res) != 0)
+		err = KG_EDB;
+out:
+	PQclear(res);
+	return err;
+}
+
+/*
+ * The granted scopes $3 for account $1 if it still has those it had when
+ * read ($2, as text): a concurrent change comes first, and the caller reads
+ * again. Tells every listening worker: cached tokens carry their effective
+ * scopes, computed from the grant. Answers 1 row when it changed.
+ */
+/* clang-format off */
+static const struct db_stmt st_user_set_scopes = { "user_set_scopes", 3,
+	"WITH u AS (UPDATE users SET scopes = $3::text[]\n"
+	"           WHERE id = $1 AND scopes::text = $2\n"
+	"           RETURNING id),\n"
+	"     n AS (SELECT pg_notify('keygate_revoke', '') FROM u)\n"
+	"SELECT (SELECT count(*) FROM u) FROM n" };
+/* clang-format on */
+
+enum kg_err
+db_user_set_scopes(long long id, const char *old, const char *scopes, long *changed)
+{
+	char idbuf[24];
+	const char *params[3] = { idbuf, old, scopes };
 
 	db_fmt_ll(idbuf, sizeof(idbuf), id);
-	return db_revoke(&st_user_set_password, params, revoked);
+	return db_revoke(&st_user_set_scopes, params, changed);
 }
 
 /* A new hash for account $1 only if it still has the hash $2. */
@@ -224,7 +266,8 @@ db_user_rehash(long long id, const char *old_hash, const char *hash)
 static const struct db_stmt st_user_set_disabled = { "user_set_disabled", 2,
 	"WITH u AS (UPDATE users\n"
 	"           SET disabled = $2,\n"
-	"               credential_gen = credential_gen + CASE WHEN $2::boolean THEN 1 ELSE 0 END\n"
+	"               credential_gen = credential_gen + CASE WHEN $2::boolean THEN 1 ELSE 0 END,\n"
+	"               api_gen = api_gen + CASE WHEN $2::boolean THEN 1 ELSE 0 END\n"
 	"           WHERE lower(username) = lower($1)\n"
 	"           RETURNING id),\n"
 	"     k AS (DELETE FROM api_keys WHERE $2::boolean AND user_id IN (SELECT id FROM u)),\n"
@@ -257,9 +300,12 @@ static const struct db_stmt st_user_list = { "user_list", 0,
 	"SELECT u.id, u.username, coalesce(u.email, ''), u.disabled,\n"
 	"       to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),\n"
 	"       (SELECT count(*) FROM api_keys k\n"
-	"        WHERE k.user_id = u.id AND k.credential_gen = u.credential_gen\n"
+	"        WHERE k.user_id = u.id\n"
+	"          AND k.credential_gen = CASE WHEN k.kind = 'api' THEN u.api_gen\n"
+	"                                      ELSE u.credential_gen END\n"
 	"          AND k.expires_at > now()\n"
 	"          AND k.last_used_at + make_interval(secs => k.idle_timeout_s) > now())\n"
+	"       , u.scopes::text\n"
 	"FROM users u\n"
 	"ORDER BY u.id" };
 /* clang-format on */
@@ -272,4 +318,4 @@ db_user_list(db_row_fn fn, void *arg)
 
 const struct db_stmt *const db_users_stmts[] = { &st_user_insert, &st_user_by_name,
 	&st_user_by_id, &st_hash_classes, &st_user_set_password, &st_user_rehash,
-	&st_user_set_disabled, &st_user_list, NULL };
+	&st_user_set_disabled, &st_user_list, &st_user_set_scopes, NULL };

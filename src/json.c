@@ -300,6 +300,19 @@ json_take(const cJSON *item, const struct json_field *f, struct json_value *v, c
 		}
 		v->boolean = cJSON_IsTrue(item);
 		break;
+	case JF_INT:
+		if (!cJSON_IsNumber(item)) {
+			*why = "wrong_type";
+			return KG_EINPUT;
+		}
+		/* A whole number in range: 1.5, -1, 1e300 are not counts of seconds. */
+		if (!(item->valuedouble >= 0 && item->valuedouble <= (double)f->max_len) ||
+		    item->valuedouble != (double)(long long)item->valuedouble) {
+			*why = item->valuedouble > (double)f->max_len ? "too_long" : "invalid";
+			return KG_EINPUT;
+		}
+		v->num = (long long)item->valuedouble;
+		break;
 	case JF_STRING:
 		if (!cJSON_IsString(item)) {
 			*why = "wrong_type";

@@ -12,7 +12,8 @@
 #define JSON_MAX_DEPTH 8
 #define JSON_MAX_STRINGS 16  /* elements of a string array */
 
-enum json_ftype { JF_STRING, JF_BOOL, JF_STRINGS };
+/* JF_INT: a whole number from 0 to max_len (a JSON number without fraction or exponent part's worth). */
+enum json_ftype { JF_STRING, JF_BOOL, JF_STRINGS, JF_INT };
 
 /* One accepted field of a request body (cf. kcgi's struct kvalid). */
 struct json_field {
@@ -28,6 +29,7 @@ struct json_value {
 	char *str;        /* JF_STRING, NUL-terminated, no embedded NUL */
 	size_t len;
 	int boolean;      /* JF_BOOL */
+	long long num;    /* JF_INT */
 	char **strv;      /* JF_STRINGS */
 	size_t n;
 };

@@ -20,6 +20,7 @@ enum kg_err {
 	KG_ENOMEM,          /* allocation failed */
 	KG_EINPUT,          /* request failed validation (400 invalid_request) */
 	KG_EJSON,           /* body is not acceptable JSON (400 invalid_json) */
+	KG_EBADSCOPE,       /* scopes asked for beyond those allowed (400 invalid_scope) */
 	KG_EAUTH,           /* wrong username/password (401 invalid_credentials) */
 	KG_ETOKEN,          /* missing, malformed, unknown, expired token (401) */
 	KG_EFORBIDDEN,      /* caller may not do this (403) */
@@ -30,6 +31,8 @@ enum kg_err {
 	KG_EMETHOD,         /* route exists, method does not (405) */
 	KG_EUSERNAME_TAKEN, /* 409 */
 	KG_EEMAIL_TAKEN,    /* 409 */
+	KG_ENAME_TAKEN,     /* an API token of that name is live (409) */
+	KG_ETOOMANY,        /* max_api_tokens_per_user live already (409) */
 	KG_ECONFLICT,       /* a unique constraint other than those above (409 conflict) */
 	KG_ETOOLARGE,       /* body over max_body (413) */
 	KG_EMEDIA,          /* body is not application/json (415) */

@@ -24,6 +24,7 @@ static const struct route routes[] = {
 	{ HTTP_GET, "/sessions", api_sessions },
 	{ HTTP_DELETE, "/sessions/*", api_session_delete },
 	{ HTTP_POST, "/password", api_password },
+	{ HTTP_POST, "/tokens", api_tokens },
 	{ HTTP_GET, "/auth", api_auth },
 };
 
@@ -42,6 +43,10 @@ static const struct {
 	[KG_ECSRF] = { 403, "csrf_failed",
 	    "Cross-site request refused: send it from an allowed origin." },
 	[KG_ESCOPE] = { 403, "insufficient_scope", "The token does not carry the scope this needs." },
+	[KG_EBADSCOPE] = { 400, "invalid_scope", "Those scopes are not yours to ask for." },
+	[KG_ENAME_TAKEN] = { 409, "name_taken", "You have an API token of that name." },
+	[KG_ETOOMANY] = { 409, "too_many_tokens",
+	    "You have as many API tokens as allowed: revoke one first." },
 	[KG_ESESSION] = { 403, "session_required",
 	    "This needs a session token (a login), not an API token." },
 	[KG_ENOTFOUND] = { 404, "not_found", "Not found." },

@@ -174,9 +174,9 @@ scope_set_missing(const struct scope_set *have, const struct scope_set *want, st
 	memset(missing, 0, sizeof(*missing));
 	for (i = 0; i < want->n; i++) {
 		const char *w = want->s[i];
-		int ok = strcmp(w, "*") == 0 ? scope_set_has(have, "*") : scope_set_allows(have, w);
 
-		if (!ok)
+		/* "*" asks for whatever have allows: never more. */
+		if (strcmp(w, "*") != 0 && !scope_set_allows(have, w))
 			(void)scope_set_add(missing, w);
 	}
 }

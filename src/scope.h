@@ -62,7 +62,7 @@ int scope_set_add(struct scope_set *set, const char *s);
 
 /*
  * Of want, the scopes have does not allow, into missing (in want's order);
- * want's "*" is allowed only by a have that holds "*".
+ * want's "*" stands for whatever have allows, and is never missing.
  */
 void scope_set_missing(const struct scope_set *have, const struct scope_set *want,
     struct scope_set *missing);

@@ -11,7 +11,7 @@
 
 #define CACHE_WAYS 4      /* entries per set: see cache_places() */
 #define CACHE_PLACES (2 * CACHE_WAYS)
-#define CACHE_STRS 184    /* username, created_at, scopes and email, each NUL-ended */
+#define CACHE_STRS 248 /* username, created_at, scopes, email and granted, each NUL-ended */
 /* A refresh claimed this long ago (its worker died, the statement failed) may be claimed again. */
 #define CACHE_REFRESH_RETRY_MS 1000
 
@@ -29,6 +29,7 @@ struct cache_entry {
 	char key[TOKEN_KEY_LEN + 1];
 	unsigned char digest[CRYPTO_SHA256_LEN];
 	unsigned char has_email;
+	unsigned char api; /* an API token, not a session */
 	long long user_id;
 	long long expires_at;     /* unix seconds */
 	long long last_used_at;   /* unix seconds, as written to the database */
@@ -313,6 +314,8 @@ cache_lookup(const char *key, struct db_token *row)
 	cache_unpack(row->created_at, sizeof(row->created_at), e.strs, &off);
 	cache_unpack(row->scopes, sizeof(row->scopes), e.strs, &off);
 	cache_unpack(row->email, sizeof(row->email), e.strs, &off);
+	cache_unpack(row->granted, sizeof(row->granted), e.strs, &off);
+	row->api = e.api;
 	return 1;
 }
 
@@ -320,11 +323,11 @@ cache_lookup(const char *key, struct db_token *row)
 static int
 cache_pack(char strs[CACHE_STRS], const struct db_token *row)
 {
-	const char *f[4] = { row->username, row->created_at, row->scopes, row->email };
+	const char *f[5] = { row->username, row->created_at, row->scopes, row->email, row->granted };
 	size_t off = 0, n;
 	int i;
 
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 5; i++) {
 		n = strlen(f[i]) + 1;
 		if (n > CACHE_STRS - off)
 			return 0;
@@ -405,6 +408,7 @@ cache_put(const char *key, const struct db_token *row, long long as_of_ms, unsig
 	memcpy(e->key, key, strlen(key));
 	memcpy(e->digest, row->digest, sizeof(e->digest));
 	e->has_email = row->has_email != 0;
+	e->api = row->api != 0;
 	e->user_id = row->user_id;
 	e->expires_at = row->expires_at;
 	e->last_used_at = last_used_at;

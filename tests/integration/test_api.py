@@ -946,7 +946,7 @@ def test_login_bad_fields(stack, conn, body, fields):
 
 def test_login_scopes(stack, conn):
     username, password, uid = join(stack)
-    scopes = ["read", "write:notes", "a.b_c-d*", "admin:*", "x" * 64]
+    scopes = ["read", "write:notes", "a.b_c-d", "Admin:Users:2", "x" * 64]
     b = login(stack, username, password, scopes=scopes)
     assert b["scopes"] == scopes
     assert q1(conn, "SELECT scopes FROM api_keys WHERE key = %s", b["key"]) == scopes
@@ -959,9 +959,11 @@ def test_login_scopes(stack, conn):
 
 @pytest.mark.parametrize("bad", [
     ["s%d" % i for i in range(17)], [""], ["a b"], ["x" * 65], ["caf\u00e9"],
-    ["read", "wr/ite"], ["a\"b"], ["a,b"], ["{a}"],
+    ["read", "wr/ite"], ["a\"b"], ["a,b"], ["{a}"], ["admin:*"], ["a*"], [":read"],
+    ["read:"], ["a::b"], [],
 ], ids=["17_scopes", "empty", "space", "65_chars", "non_ascii", "slash", "quote", "comma",
-        "braces"])
+        "braces", "star_below", "star_inside", "leading_colon", "trailing_colon",
+        "empty_segment", "no_scope"])
 def test_login_scopes_invalid(stack, conn, bad):
     username, password, uid = join(stack)
     before = counts(conn)

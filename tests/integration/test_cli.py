@@ -25,6 +25,8 @@ USAGE_LINES = [
     "keygate user disable NAME",
     "keygate user enable NAME",
     "keygate user list [--json]",
+    "keygate user grant NAME SCOPE...",
+    "keygate user ungrant NAME SCOPE...",
     "keygate token list NAME",
     "keygate token revoke NAME (--key KEY | --all)",
     "keygate events [--user NAME] [--since TIME] [--limit N]",
@@ -389,11 +391,12 @@ def test_user_list(cli, pool, db):
 
     r = cli.ok("user", "list")
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["ID", "USERNAME", "EMAIL", "STATE", "CREATED", "TOKENS"]
+    assert lines[0].split() == ["ID", "USERNAME", "EMAIL", "STATE", "CREATED", "TOKENS",
+                                "GRANTED"]
     rows = {l.split()[1]: l.split() for l in lines[1:]}
     assert rows[name][0] == str(uid)
     assert rows[name][2:4] == ["-", "active"]
-    assert TS_RE.match(rows[name][4]) and rows[name][5] == "2"
+    assert TS_RE.match(rows[name][4]) and rows[name][5] == "2" and rows[name][6] == "*"
     assert rows[other][2:4] == [other_email(db, oid), "disabled"] and rows[other][5] == "0"
 
     r = cli.ok("user", "list", "--json")
@@ -401,7 +404,8 @@ def test_user_list(cli, pool, db):
     assert isinstance(data, list)
     byname = {u["username"]: u for u in data}
     assert byname[name] == {"id": uid, "username": name, "email": None, "disabled": False,
-                            "created_at": byname[name]["created_at"], "tokens": 2}
+                            "created_at": byname[name]["created_at"], "tokens": 2,
+                            "granted_scopes": ["*"]}
     assert TS_RE.match(byname[name]["created_at"])
     assert byname[other]["disabled"] is True and byname[other]["email"] == other_email(db, oid)
     # every user, whatever other tests left in the shared table: the same ids
@@ -427,15 +431,17 @@ def test_token_list(cli, pool, db):
     name, pw, uid = cli.add()
     r = cli.ok("token", "list", name)
     assert r.stdout.splitlines() == [r.stdout.splitlines()[0]]       # header only
-    assert r.stdout.split() == ["KEY", "CREATED", "LAST", "USED", "EXPIRES", "IP"]
+    assert r.stdout.split() == ["KEY", "KIND", "NAME", "CREATED", "LAST", "USED", "EXPIRES",
+                                "IP"]
     tokens = [token_for(pool, name, pw) for _ in range(3)]
     lines = cli.ok("token", "list", name.upper()).stdout.splitlines()
     keys = {l.split()[0] for l in lines[1:]}
     assert keys == {t.split(".")[0] for t in tokens}
     for l in lines[1:]:
         f = l.split()
-        assert all(TS_RE.match(x) for x in f[1:4]), l
-        assert f[4] == "127.0.0.1", l
+        assert f[1:3] == ["session", "-"], l
+        assert all(TS_RE.match(x) for x in f[3:6]), l
+        assert f[6] == "127.0.0.1", l
     # Secrets are never shown (keygate does not have them).
     out = "\n".join(lines)
     assert not [t for t in tokens if t.split(".")[1] in out]

@@ -182,7 +182,7 @@ def test_man_page_types_match_the_table():
     items = man_items(read(MAN5))
     expect = {"CT_STR": {"string", "list"}, "CT_CHOICE": {"string"}, "CT_INT": {"number"},
               "CT_LONG": {"number"}, "CT_OCTAL": {"mode"}, "CT_DURATION": {"duration"},
-              "CT_CIDRS": {"list"}, "CT_ORIGINS": {"list"}}
+              "CT_CIDRS": {"list"}, "CT_ORIGINS": {"list"}, "CT_SCOPES": {"list"}}
     known = {"string", "list", "number", "mode", "duration"}
     wrong = []
     for k in KEYS:

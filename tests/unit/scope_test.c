@@ -150,8 +150,9 @@ test_missing(void **state)
 		{ "*", "files notes:read *", "" },
 		{ "files", "files:read files:write", "" },
 		{ "files:read", "files", "files" },
-		{ "files:read", "files:read notes *", "notes *" },
-		{ "files notes", "*", "*" },
+		{ "files:read", "files:read notes *", "notes" },
+		{ "files notes", "*", "" },
+		{ "", "*", "" },
 		{ "", "files", "files" },
 	};
 	struct scope_set have, want, out;
