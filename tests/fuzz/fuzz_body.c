@@ -4,7 +4,7 @@
  * takes a body (POST /join, /login, /logout, /password; copied from
  * src/api.c), and what parses is put through the checks the handlers and
  * auth_* apply before any database work: auth_username_valid,
- * auth_email_valid, auth_scopes_valid, credential_read with body
+ * auth_email_valid, scope_set_parse, auth_token_name_valid, credential_read with body
  * key/secret, password_normalize and password_check_policy.
  *
  * Invariants:
@@ -28,6 +28,7 @@
 
 #include "auth.h"
 #include "credential.h"
+#include "scope.h"
 #include "api.h"
 #include "fuzz.h"
 #include "http.h"
@@ -69,6 +70,8 @@ check_roundtrip(const struct json_field *f, const struct json_value *v)
 		json_set_str(o, f->name, v->str);
 	else if (f->type == JF_STRINGS)
 		json_set_strv(o, f->name, (const char *const *)v->strv, v->n);
+	else if (f->type == JF_INT)
+		json_set_int(o, f->name, v->num);
 	else
 		json_set_bool(o, f->name, v->boolean);
 	FUZZ_CHECK(json_render(o, &text, &len) == KG_OK);
@@ -90,6 +93,9 @@ check_roundtrip(const struct json_field *f, const struct json_value *v)
 		break;
 	case JF_BOOL:
 		FUZZ_CHECK(back.boolean == v->boolean);
+		break;
+	case JF_INT:
+		FUZZ_CHECK(back.num == v->num);
 		break;
 	}
 	json_values_free(&back, 1);
@@ -131,6 +137,11 @@ check_values(const struct json_field *fields, size_t n, const struct json_value 
 			break;
 		case JF_BOOL:
 			FUZZ_CHECK(v[i].boolean == 0 || v[i].boolean == 1);
+			FUZZ_CHECK(v[i].str == NULL && v[i].strv == NULL);
+			break;
+		case JF_INT:
+			/* A whole number within the field's bound, never negative. */
+			FUZZ_CHECK(v[i].num >= 0 && (size_t)v[i].num <= f->max_len);
 			FUZZ_CHECK(v[i].str == NULL && v[i].strv == NULL);
 			break;
 		}
@@ -197,19 +208,49 @@ ref_email_valid(const char *s)
 	return ats == 1 && at > 0 && at < n - 1;
 }
 
+/* One scope: "*", or colon-joined non-empty segments of A-Z a-z 0-9 _ . -; 1..64 bytes. */
+static int
+ref_scope_valid(const char *s)
+{
+	size_t l = strlen(s), i;
+
+	if (l < 1 || l > 64)
+		return 0;
+	if (strcmp(s, "*") == 0)
+		return 1;
+	if (s[0] == ':' || s[l - 1] == ':' || strstr(s, "::") != NULL)
+		return 0;
+	for (i = 0; i < l; i++)
+		if (s[i] != ':' && !ref_chars((char[]){ s[i], '\0' }, "._-"))
+			return 0;
+	return 1;
+}
+
+/* 1..16 distinct valid scopes (repeats count once). */
 static int
 ref_scopes_valid(char *const *v, size_t n)
 {
-	size_t i, l;
+	size_t i, j, distinct = 0;
 
-	if (n < 1 || n > AUTH_MAX_SCOPES)
+	if (n < 1)
 		return 0;
 	for (i = 0; i < n; i++) {
-		l = strlen(v[i]);
-		if (l < 1 || l > AUTH_SCOPE_MAX || !ref_chars(v[i], ":._*-"))
+		if (!ref_scope_valid(v[i]))
 			return 0;
+		for (j = 0; j < i && strcmp(v[i], v[j]) != 0; j++)
+			;
+		distinct += j == i;
 	}
-	return 1;
+	return distinct <= 16;
+}
+
+/* An API token's name: 1..64 of A-Z a-z 0-9 space _ . -, no space at either end. */
+static int
+ref_token_name_valid(const char *s)
+{
+	size_t l = s == NULL ? 0 : strlen(s);
+
+	return l >= 1 && l <= 64 && ref_chars(s, " _.-") && s[0] != ' ' && s[l - 1] != ' ';
 }
 
 /* What auth_new_password does before hashing. */
@@ -274,14 +315,30 @@ check_handler(const struct json_field *fields, const struct json_value *v)
 		if (v[LOGIN_USERNAME].present)
 			FUZZ_CHECK(auth_username_valid(v[LOGIN_USERNAME].str) ==
 			    ref_username_valid(v[LOGIN_USERNAME].str));
-		if (v[LOGIN_SCOPES].present)
-			FUZZ_CHECK(auth_scopes_valid((const char *const *)v[LOGIN_SCOPES].strv,
-			    v[LOGIN_SCOPES].n) == ref_scopes_valid(v[LOGIN_SCOPES].strv,
-			    v[LOGIN_SCOPES].n));
+		if (v[LOGIN_SCOPES].present) {
+			struct scope_set set;
+
+			FUZZ_CHECK((scope_set_parse((const char *const *)v[LOGIN_SCOPES].strv,
+			    v[LOGIN_SCOPES].n, &set, NULL) == KG_OK && set.n > 0) ==
+			    ref_scopes_valid(v[LOGIN_SCOPES].strv, v[LOGIN_SCOPES].n));
+		}
 		if (!v[LOGIN_USERNAME].present && !v[LOGIN_PASSWORD].present)
 			check_body_credentials(&v[LOGIN_KEY], &v[LOGIN_SECRET]);
 	} else if (fields == api_logout_fields) {
 		check_body_credentials(&v[LOGOUT_KEY], &v[LOGOUT_SECRET]);
+	} else if (fields == api_tokens_fields) {
+		FUZZ_CHECK(auth_token_name_valid(v[TOKENS_NAME].str) ==
+		    ref_token_name_valid(v[TOKENS_NAME].str));
+		if (v[TOKENS_SCOPES].present) {
+			struct scope_set set;
+			const char *bad = NULL;
+
+			if (scope_set_parse((const char *const *)v[TOKENS_SCOPES].strv,
+			    v[TOKENS_SCOPES].n, &set, &bad) == KG_OK)
+				FUZZ_CHECK(set.n <= v[TOKENS_SCOPES].n);
+			else
+				FUZZ_CHECK(bad != NULL || v[TOKENS_SCOPES].n > SCOPE_SET_MAX);
+		}
 	} else if (fields == api_password_fields) {
 		char *norm = NULL;
 		size_t normlen = 0;
@@ -327,5 +384,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	parse_with(data, size, api_login_fields, api_login_nfields);
 	parse_with(data, size, api_logout_fields, api_logout_nfields);
 	parse_with(data, size, api_password_fields, api_password_nfields);
+	parse_with(data, size, api_tokens_fields, api_tokens_nfields);
 	return 0;
 }

@@ -47,8 +47,9 @@ class Site:
         kw.setdefault("timeout", ws.TIMEOUT)
         return ws.requests.post(self.server.url + path, **kw)
 
-    def token(self, scopes=None):
-        username, password, _ = self.api.join()
+    def token(self, scopes=None, username=None, password=None):
+        if username is None:
+            username, password, _ = self.api.join()
         body = {"username": username, "password": password}
         if scopes is not None:
             body["scopes"] = scopes
@@ -161,3 +162,30 @@ def test_a_client_cannot_set_the_required_scope(site):
                            "KEYGATE-REQUIRE-SCOPE": "notes"})
     assert_scope_refused(site, site.get("/files/secret.txt", headers=h), "files:read",
                          site.files["secret.txt"])
+
+
+def test_ungranted_then_retried(site, pg_session, kg_workdir):
+    """The owner's grant changes under a live token: the next request at the
+    server is refused, and allowed again once the scope is granted back."""
+    username, password, _ = site.api.join()
+    t = site.token(["files:read"], username, password)
+    assert site.get("/files/secret.txt", headers=bearer(t)).status_code == 200
+
+    def cli(*args):
+        r = kh.run_keygate(list(args), kg_workdir, pg=pg_session, timeout=30)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    cli("user", "ungrant", username, "*")
+    cli("user", "grant", username, "notes")
+
+    def refused():
+        r = site.get("/files/secret.txt", headers=bearer(t))
+        return r.status_code == site.scope_status
+    # The command line is another process: the pools hear of it by NOTIFY.
+    kh.wait_until(refused, 10, interval=0.05, what="the ungrant at the server")
+    assert_scope_refused(site, site.get("/files/secret.txt", headers=bearer(t)), "files:read",
+                         site.files["secret.txt"])
+    # what the token's user is granted does not matter at /private/
+    assert site.get("/private/secret.txt", headers=bearer(t)).status_code == 200
+    cli("user", "grant", username, "files")
+    kh.wait_until(lambda: site.get("/files/secret.txt", headers=bearer(t)).status_code == 200,
+                  10, interval=0.05, what="the grant back at the server")
