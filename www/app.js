@@ -792,6 +792,14 @@
 		const box = msgOf(tokenForm);
 		clear(view.pageMsg);
 		clear(msgOf(tokensCard));
+		if (f.name.value.trim() === '') {
+			/* keygate calls an empty name "invalid"; here it is simply missing. */
+			markFields(tokenForm, null);
+			f.name.setAttribute('aria-invalid', 'true');
+			show(box, 'error', 'Please correct the following:', [fieldProblem('name', 'required')]);
+			f.name.focus();
+			return;
+		}
 		await busy(tokensCard, async () => {
 			const body = { name: f.name.value.trim(), current_password: f.current_password.value };
 			const scopes = f.scopes.value.split(/[\s,]+/).filter((x) => x !== '');

@@ -444,7 +444,11 @@ try {
 		await shot(a, 'token-wrong-password');
 	});
 
-	await step('creating a token: a bad name is a field error', async () => {
+	await step('creating a token: a missing name is caught before sending, a bad name is a field error', async () => {
+		const before = apiRequests.length;
+		await fillToken(a, { name: '  ', password: pw1 });
+		await waitText(a, '#token-form .msg.error', /Token name is required/);
+		check(apiRequests.length === before, 'a request was sent without a name');
 		await fillToken(a, { name: 'deploy/prod', password: pw1 });
 		await waitText(a, '#token-form .msg.error', /Please correct the following:Token name may only have 1 to 64 letters/);
 		await waitIdle(a, '#tokens');
