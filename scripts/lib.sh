@@ -164,3 +164,19 @@ kg_export_src() {
 		fi
 	) 9>"$dir/.lock"
 }
+
+# kg_build_out DIR CONFIGURE_ARGS... -- a VPATH build in DIR (under the tree,
+# e.g. build-asan) from build-src/, the source copy of kg_export_src:
+# configured with ARGS when DIR is new or build-src's configure is newer
+# than DIR's last configure. Builds nothing itself: callers run make -C DIR.
+kg_build_out() {
+	local dir="$KG_ROOT/$1"
+	shift
+	kg_say "source copy in build-src/"
+	kg_export_src build-src
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ] || [ "$KG_ROOT/build-src/configure" -nt "$dir/config.status" ]; then
+		kg_say "${dir#"$KG_ROOT"/}: configure $*"
+		(cd "$dir" && "$KG_ROOT/build-src/configure" "$@")
+	fi
+}
