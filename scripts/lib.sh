@@ -7,7 +7,7 @@ KG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KG_BUILD_PACKAGES=(autoconf automake make gcc pkg-config libfcgi-dev
 	libcjson-dev libpq-dev libargon2-dev libinih-dev libunistring-dev
 	libssl-dev libcmocka-dev libzxcvbn-dev)
-KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data
+KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data python3
 	util-linux)
 KG_TEST_PACKAGES=(python3-pytest python3-requests python3-psycopg2 chromium
 	systemd spawn-fcgi strace man-db dpkg-dev debhelper fakeroot lintian git
