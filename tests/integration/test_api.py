@@ -1,4 +1,4 @@
-"""The account and token API (issue 3), end to end.
+"""The account and token API, end to end.
 
 Real PostgreSQL, real keygate pool, real lighttpd in front (fixtures from
 conftest.py). Every test makes its own users (uuid-based names) because the
@@ -688,7 +688,7 @@ def test_password_too_common(stack, stack_factory, conn):
     assert_log_clean(st)
 
 
-# Issue 15: 15 characters or more, so past the minimum and the common list,
+# 15 characters or more, so past the minimum and the common list,
 # yet guessed at once. zxcvbn's estimate refuses them (docs/API.md, "Password
 # policy"); the username, contained in the password, keeps its own reason.
 GUESSABLE = ["passwordpassword", "123456789012345", "aaaaaaaaaaaaaaaa",

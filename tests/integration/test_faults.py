@@ -1,4 +1,4 @@
-"""Fault injection (issue 7): keygate keeps serving what it can, answers the
+"""Fault injection: keygate keeps serving what it can, answers the
 rest with a clear error, and never lets anyone in, while the database
 restarts, a query hangs on a lock, connections run out, a worker or the
 master is killed, a client sends garbage or hangs up, a reload fails, or a
@@ -6,7 +6,7 @@ logout-all races with logins.
 
 What test_foundation.py already covers is not repeated here (worker kill -9
 with respawn, SIGTERM drain, SIGHUP under load, database down -> 503 and
-recovery); these tests add the faults of issue 7 and check them harder:
+recovery); these tests add harder faults and check them harder:
 request-by-request timing and status, every worker individually, and the
 log for crashes and prepared-statement errors.
 

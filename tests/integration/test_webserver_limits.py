@@ -1,5 +1,5 @@
 """Request bodies and server names at the web server, with the shipped
-snippets in real lighttpd and Apache (issue 15, part 6):
+snippets in real lighttpd and Apache:
 
   - an API request whose Content-Length exceeds max_body (16384) gets 413
     as soon as its headers arrive: no body is sent, the socket waits at

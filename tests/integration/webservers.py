@@ -619,8 +619,8 @@ def longest_scopes():
 
 def check_longest_scopes_delivered(site):
     """A token with the largest scope set passes /auth and the guarded
-    folder with every scope, never a 500 (issue 15: the 511-byte header
-    value cap made both fail)."""
+    folder with every scope, never a 500 (a 511-byte cap on header values
+    once made both fail)."""
     username, password, user_id = site.api.join()
     scopes = longest_scopes()
     assert len(" ".join(scopes)) == 16 * 64 + 15
