@@ -1,22 +1,18 @@
-"""The foundation (issue 2), end to end.
-
-Real PostgreSQL, the real keygate binary, real lighttpd (fixtures in
-conftest.py): health, status, 404/405, logging, the database going away and
-coming back, the process pool (respawn, recycling, graceful SIGTERM, SIGHUP
-reload, single-process mode, inherited sockets), a real FastCGI client
-(cgi-fcgi), check-config and migrations.
+"""The process pool, end to end: a master and its workers on one listening
+socket (inherited on fd 0, from systemd, bound to a path or a TCP port),
+workers respawned after a crash and recycled after max_requests, SIGTERM
+draining the requests in flight, SIGHUP re-reading the configuration and
+replacing the workers without dropping a request, single-process mode, and
+a stuck request killed after request_timeout.
 
 Every wait is bounded by a count and a time; everything is on loopback.
 """
 
-import glob
-import json
 import os
 import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -26,45 +22,10 @@ import requests
 
 import kgharness
 from kgharness import (FCGIConnection, RequestLoop, cgi_params, fcgi_request,
-                       run_keygate, wait_until)
+                       wait_until)
+from replies import error_body, health_ok, js, log_lines_with, status_of
 
 T = 10  # seconds: timeout of any single request
-
-# ---------------------------------------------------------------------------
-# helpers
-
-
-def status_of(r):
-    return r.status_code if hasattr(r, "status_code") else r.status
-
-
-def header_of(r, name):
-    return r.headers.get(name) if hasattr(r, "status_code") else r.header(name)
-
-
-def js(r, status):
-    """Check status, Content-Type and nosniff; return the JSON body."""
-    text = r.text
-    assert status_of(r) == status, (status_of(r), text[:500])
-    ct = header_of(r, "Content-Type") or ""
-    assert ct.split(";")[0].strip().lower() == "application/json", (ct, text[:200])
-    assert (header_of(r, "X-Content-Type-Options") or "").lower() == "nosniff"
-    body = r.json()
-    assert isinstance(body, dict), body
-    return body
-
-
-def error_body(r, status, code):
-    b = js(r, status)
-    assert b.get("success") is False, b
-    assert b.get("error") == code, b
-    assert isinstance(b.get("message"), str) and b["message"], b
-    return b
-
-
-def health_ok(r):
-    b = js(r, 200)
-    assert b.get("success") is True and b.get("status") == "ok", b
 
 
 def thread_session_getter(url):
@@ -79,193 +40,12 @@ def thread_session_getter(url):
     return fn
 
 
-def log_lines_with(kg, needle):
-    return [line for line in kg.log().splitlines() if needle in line]
-
-
-def schema_versions(pg, dbname=None):
-    return pg.query("SELECT version FROM schema_migrations ORDER BY 1", dbname=dbname)
-
-
-def migration_files():
-    return sorted(glob.glob(os.path.join(kgharness.MIGRATIONS_DIR, "*.sql")))
-
-
-# ---------------------------------------------------------------------------
-# endpoints through lighttpd
-
-
-def test_health(stack):
-    r = stack.get("/health")
-    health_ok(r)
-    assert r.json() == {"success": True, "status": "ok"}
-
-
-def test_health_ignores_query_string(stack):
-    health_ok(stack.get("/health?x=1&y=%20"))
-
-
-def test_status_shape_and_counters(stack):
-    s1 = js(stack.get("/status"), 200)
-    assert s1["success"] is True
-    pool = s1["pool"]
-    for k in ("accepted", "active", "idle", "max_active", "respawns",
-              "slow_requests", "workers"):
-        assert isinstance(pool.get(k), int) and not isinstance(pool[k], bool), (k, pool)
-        assert pool[k] >= 0, (k, pool)
-    assert "start_time" in pool, pool
-    assert pool["workers"] == 2, pool
-    assert pool["active"] + pool["idle"] == pool["workers"], pool
-    assert pool["active"] >= 1, pool          # the worker answering this
-    assert pool["max_active"] >= pool["active"], pool
-    workers = s1["workers"]
-    assert isinstance(workers, list) and len(workers) == 2, workers
-    assert {w["pid"] for w in workers} == set(stack.kg.worker_pids()), workers
-    for w in workers:
-        assert w["state"] in ("idle", "busy"), w
-        assert isinstance(w["requests"], int) and w["requests"] >= 0, w
-        assert "request_start" in w, w
-    assert any(w["state"] == "busy" for w in workers), workers
-
-    for _ in range(5):
-        health_ok(stack.get("/health"))
-    s2 = js(stack.get("/status"), 200)
-    assert s2["pool"]["accepted"] >= pool["accepted"] + 6, (pool, s2["pool"])
-    served1 = sum(w["requests"] for w in workers)
-    served2 = sum(w["requests"] for w in s2["workers"])
-    assert served2 >= served1 + 6, (workers, s2["workers"])
-    assert s2["pool"]["start_time"] == pool["start_time"]
-
-
-def test_status_refused_outside_status_allow(stack_factory):
-    st = stack_factory(status_allow="10.0.0.0/8")
-    error_body(st.get("/status"), 403, "forbidden")
-    # lighttpd passes the peer address; a forged header changes nothing
-    error_body(st.get("/status", headers={"X-Forwarded-For": "10.1.2.3"}), 403,
-               "forbidden")
-    health_ok(st.get("/health"))
-
-
-def test_status_allow_checks_remote_addr(stack):
-    kg = stack.kg
-    js(kg.fcgi("GET", "/status", remote_addr="127.0.0.1"), 200)
-    js(kg.fcgi("GET", "/status", remote_addr="127.0.0.2"), 200)
-    js(kg.fcgi("GET", "/status", remote_addr="::1"), 200)
-    for addr in ("10.1.2.3", "192.0.2.1", "2001:db8::1", "::ffff:10.0.0.1", "",
-                 "not-an-address"):
-        error_body(kg.fcgi("GET", "/status", remote_addr=addr), 403, "forbidden")
-    # a spoofed header through the web server does not get in either
-    r = stack.get("/status", headers={"X-Forwarded-For": "10.9.9.9",
-                                      "X-Real-IP": "10.9.9.9"})
-    js(r, 200)
-
-
-@pytest.mark.parametrize("path", ["/no-such-route", "/health/extra", "/healthz",
-                                  "/", "/STATUS", "/api/health"])
-def test_unknown_path_is_404(stack, path):
-    error_body(stack.get(path), 404, "not_found")
-
-
-def test_path_outside_base_path_is_404(stack):
-    r = fcgi_request(stack.kg.socket, "GET", "/elsewhere/health")
-    error_body(r, 404, "not_found")
-
-
-@pytest.mark.parametrize("method,path", [("POST", "/health"), ("PUT", "/health"),
-                                         ("DELETE", "/health"), ("POST", "/status"),
-                                         ("PATCH", "/status")])
-def test_wrong_method_is_405_with_allow(stack, method, path):
-    r = stack.request(method, path)
-    error_body(r, 405, "method_not_allowed")
-    allow = [m.strip() for m in (r.headers.get("Allow") or "").split(",")]
-    assert "GET" in allow, r.headers
-
-
-def test_one_log_line_per_request_without_credentials(stack):
-    marker = "/no-such-%s" % uuid.uuid4().hex
-    secret = "s3cr3t-" + uuid.uuid4().hex
-    r = stack.get(marker, headers={"Authorization": "Bearer " + secret,
-                                   "Cookie": "kg=" + secret})
-    error_body(r, 404, "not_found")
-    lines = wait_until(lambda: log_lines_with(stack.kg, marker), 5,
-                       what="a log line for %s" % marker)
-    assert len(lines) == 1, lines
-    line = lines[0]
-    assert "GET" in line and "404" in line, line
-    assert any(str(p) in line for p in stack.kg.worker_pids()), (line, stack.kg.worker_pids())
-    assert secret not in stack.kg.log()
-
-
 def test_socket_mode(keygate):
     kg = keygate.start()
     assert os.stat(kg.socket).st_mode & 0o777 == 0o660
     kg2 = keygate.start(listen_mode="0600")
     assert os.stat(kg2.socket).st_mode & 0o777 == 0o600
 
-
-# ---------------------------------------------------------------------------
-# the database going away
-
-
-def _expect_unavailable(st, n):
-    for _ in range(n):
-        t0 = time.monotonic()
-        r = st.get("/health", timeout=20)
-        took = time.monotonic() - t0
-        b = error_body(r, 503, "unavailable")
-        assert b["success"] is False
-        ra = r.headers.get("Retry-After")
-        assert ra is not None and ra.strip().isdigit(), r.headers
-        # not a hang: the client would give up after 20 s
-        assert took < 15, "503 took %.1fs" % took
-
-
-def _recovered(st, consecutive=10, timeout=30):
-    """Wait until `consecutive` health checks in a row answer 200."""
-    deadline = time.monotonic() + timeout
-    streak, seen = 0, []
-    while time.monotonic() < deadline:
-        r = st.get("/health", timeout=20)
-        seen.append(r.status_code)
-        if r.status_code == 200:
-            health_ok(r)
-            streak += 1
-            if streak >= consecutive:
-                return seen
-        else:
-            assert r.status_code == 503, (r.status_code, r.text)
-            streak = 0
-            time.sleep(0.2)
-    pytest.fail("no recovery within %ds: %r" % (timeout, seen[-40:]))
-
-
-def test_database_down_503_then_recovers(stack_factory, pg):
-    st = stack_factory(workers=2)
-    for _ in range(4):
-        health_ok(st.get("/health"))
-    pg.stop(mode="fast")
-    _expect_unavailable(st, 6)          # every worker sees the outage
-    assert st.kg.alive() and len(st.kg.worker_pids()) == 2
-    pg.start()
-    _recovered(st)
-    assert st.kg.alive()
-
-
-def test_start_with_database_down(keygate, lighttpd, pg):
-    pg.stop(mode="fast")
-    kg = keygate.start(workers=2)
-    lt = lighttpd.start(kg)
-    st = kgharness.Stack(pg, kg, lt)
-    _expect_unavailable(st, 4)
-    pg.start()
-    _recovered(st)
-
-
-def test_database_restart_while_serving(stack_factory, pg):
-    st = stack_factory(workers=2)
-    health_ok(st.get("/health"))
-    pg.restart(mode="fast")
-    _recovered(st)
 
 
 # ---------------------------------------------------------------------------
@@ -631,194 +411,3 @@ def test_listen_on_tcp(keygate):
     assert kg.address == ("127.0.0.1", port)
     for _ in range(10):
         health_ok(fcgi_request(("127.0.0.1", port), "GET", "/api/health"))
-
-
-def test_base_path_is_configurable(keygate):
-    kg = keygate.start(workers=1, base_path="/auth/v1")
-    health_ok(fcgi_request(kg.socket, "GET", "/auth/v1/health"))
-    error_body(fcgi_request(kg.socket, "GET", "/api/health"), 404, "not_found")
-
-
-# ---------------------------------------------------------------------------
-# a real FastCGI client
-
-
-def _cgi_fcgi(sock, uri, method="GET", remote_addr="127.0.0.1"):
-    path, _, query = uri.partition("?")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "REQUEST_METHOD": method,
-        "REQUEST_URI": uri,
-        "SCRIPT_NAME": "/api",
-        "PATH_INFO": path[len("/api"):],
-        "QUERY_STRING": query,
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "REMOTE_ADDR": remote_addr,
-        "CONTENT_LENGTH": "0",
-    }
-    p = subprocess.run(["cgi-fcgi", "-bind", "-connect", sock], env=env,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20)
-    return p
-
-
-def _parse_cgi(out):
-    head, sep, body = out.partition(b"\r\n\r\n")
-    assert sep, out[:300]
-    headers = {}
-    for line in head.decode("latin-1").split("\r\n"):
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    status = int(headers.get("status", "200").split()[0])
-    return status, headers, body
-
-
-def test_cgi_fcgi_client(stack):
-    p = _cgi_fcgi(stack.kg.socket, "/api/health")
-    assert p.returncode == 0, (p.returncode, p.stderr)
-    status, headers, body = _parse_cgi(p.stdout)
-    assert status == 200, p.stdout
-    assert headers["content-type"].split(";")[0] == "application/json"
-    assert json.loads(body) == {"success": True, "status": "ok"}
-
-    p = _cgi_fcgi(stack.kg.socket, "/api/status")
-    status, headers, body = _parse_cgi(p.stdout)
-    assert status == 200 and json.loads(body)["success"] is True, p.stdout
-
-    p = _cgi_fcgi(stack.kg.socket, "/api/nothing-here")
-    status, headers, body = _parse_cgi(p.stdout)
-    assert status == 404 and json.loads(body)["error"] == "not_found", p.stdout
-
-
-# ---------------------------------------------------------------------------
-# check-config
-
-
-def _check(tmp_path, kg_workdir, text, name="keygate.conf"):
-    path = tmp_path / name
-    path.write_text(text)
-    r = run_keygate(["check-config"], kg_workdir, config_path=str(path), timeout=30)
-    return str(path), r
-
-
-def test_check_config_accepts_a_valid_file(tmp_path, kg_workdir):
-    _, r = _check(tmp_path, kg_workdir, "# ok\nworkers = 3\nlog_level = debug\n")
-    assert r.returncode == 0, (r.stdout, r.stderr)
-
-
-def test_check_config_unknown_key(tmp_path, kg_workdir):
-    path, r = _check(tmp_path, kg_workdir, "# a comment\nworkers = 2\nno_such_key = 1\n")
-    assert r.returncode != 0
-    out = r.stdout + r.stderr
-    assert path + ":3:" in out, out
-    assert "no_such_key" in out, out
-
-
-@pytest.mark.parametrize("line", ["workers = many", "workers = 0", "listen_mode = 999",
-                                  "log_level = loud", "token_lifetime = 5x",
-                                  "max_body = -1"])
-def test_check_config_bad_value(tmp_path, kg_workdir, line):
-    path, r = _check(tmp_path, kg_workdir, "[keygate]\n\n%s\n" % line)
-    assert r.returncode != 0, (line, r.stdout, r.stderr)
-    out = r.stdout + r.stderr
-    assert path + ":3:" in out, out
-
-
-def test_check_config_bad_environment_value(tmp_path, kg_workdir):
-    path = tmp_path / "ok.conf"
-    path.write_text("workers = 2\n")
-    r = run_keygate(["check-config"], kg_workdir, config_path=str(path),
-                    overrides={"workers": "lots"}, timeout=30)
-    assert r.returncode != 0
-    assert "KEYGATE_WORKERS" in r.stdout + r.stderr
-
-
-def test_check_config_missing_file(tmp_path, kg_workdir):
-    r = run_keygate(["check-config"], kg_workdir,
-                    config_path=str(tmp_path / "absent.conf"), timeout=30)
-    assert r.returncode != 0
-    assert "absent.conf" in r.stdout + r.stderr
-
-
-def test_check_config_shipped_file(kg_workdir):
-    shipped = os.path.join(kgharness.REPO, "conf", "keygate.conf")
-    r = run_keygate(["check-config"], kg_workdir, config_path=shipped, timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-
-
-# ---------------------------------------------------------------------------
-# migrations
-
-
-def test_migrate_is_idempotent(pg, kg_workdir):
-    files = migration_files()
-    assert files, "no db/migrations/*.sql"
-    before = schema_versions(pg)
-    assert len(before) == len(files), (before, files)
-    r = run_keygate(["migrate"], kg_workdir, pg=pg)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    assert schema_versions(pg) == before
-
-
-def test_concurrent_migrate_on_a_fresh_database(pg, kg_workdir):
-    db = "mig_%s" % uuid.uuid4().hex[:12]
-    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
-    try:
-        env = kgharness.keygate_env(overrides={"database": pg.dsn_for(db)})
-        ini = kgharness.write_ini(os.path.join(kg_workdir, db + ".conf"), None)
-        procs = [subprocess.Popen([kgharness.KEYGATE_BIN, "-c", ini, "migrate"],
-                                  env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
-                 for _ in range(3)]
-        outs = []
-        for p in procs:
-            out, _ = p.communicate(timeout=60)
-            outs.append((p.returncode, out.decode("utf-8", "replace")))
-        assert all(rc == 0 for rc, _ in outs), outs
-        versions = schema_versions(pg, dbname=db)
-        assert len(versions) == len(migration_files()), versions
-        assert len(set(versions)) == len(versions), versions
-        # and once more: a no-op
-        r = run_keygate(["migrate"], kg_workdir, overrides={"database": pg.dsn_for(db)})
-        assert r.returncode == 0, (r.stdout, r.stderr)
-        assert schema_versions(pg, dbname=db) == versions
-    finally:
-        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
-
-
-def test_migrate_fails_cleanly_without_database(pg, kg_workdir):
-    r = run_keygate(["migrate"], kg_workdir,
-                    overrides={"database": "host=127.0.0.1 port=%d dbname=keygate "
-                               "user=postgres connect_timeout=2" % kgharness.free_port()},
-                    timeout=60)
-    assert r.returncode != 0
-
-
-def test_shipped_config_lists_every_key(tmp_path, kg_workdir):
-    """conf/keygate.conf and keygate.conf(5) document every key the parser
-    knows (check-config -v prints them all)."""
-    shipped = os.path.join(kgharness.REPO, "conf", "keygate.conf")
-    empty = tmp_path / "empty.conf"
-    empty.write_text("")
-    r = run_keygate(["check-config", "-v"], kg_workdir, config_path=str(empty),
-                    timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    keys = [line.split("=", 1)[0].strip() for line in r.stdout.splitlines()
-            if re.match(r"^[a-z0-9_]+\s*=", line)]
-    assert len(keys) >= 20, r.stdout
-    with open(shipped) as f:
-        text = f.read()
-    missing = [k for k in keys
-               if not re.search(r"^[#;]?\s*%s\s*=" % re.escape(k), text, re.M)]
-    assert not missing, "keys missing from conf/keygate.conf: %s" % missing
-    man = [p for d in ("docs", "man", "doc")
-           for p in glob.glob(os.path.join(kgharness.REPO, d, "keygate.conf.5*"))]
-    assert man, "no keygate.conf(5) under man/"
-    for page in man:
-        with open(page) as f:
-            mtext = f.read()
-        missing = [k for k in keys if not re.search(r"\b%s\b" % re.escape(k), mtext)]
-        assert not missing, "keys missing from %s: %s" % (page, missing)
