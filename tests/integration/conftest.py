@@ -65,6 +65,9 @@ make_stack      (function scope) make_stack(**overrides) -> context manager:
                   with make_stack(workers=1, token_lifetime=5) as s: ...
                 the stack is torn down when the block ends.
 fresh_throttle  (function scope) no throttle rows before and after the test.
+servers         (module scope) webservers.WebServers: .lighttpd(snippets, ...),
+                .apache(snippets, modules, ...); stopped after the module.
+fresh_servers   (function scope) the same, stopped after the test.
 
 Credentials: every test starts with an empty record (credentials.py); what
 it note()s must not appear, after the test passed, in the log of a keygate
@@ -316,6 +319,25 @@ def stack_factory(pg, kg_workdir):
         s.http.close()
     ltf.cleanup()
     kgf.cleanup()
+
+
+@pytest.fixture(scope="module")
+def servers(kg_workdir):
+    """webservers.WebServers for the module: lighttpd and Apache instances
+    its tests share; all stopped after the module."""
+    import webservers
+    f = webservers.WebServers(kg_workdir)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture
+def fresh_servers(kg_workdir):
+    """webservers.WebServers for one test, stopped after it."""
+    import webservers
+    f = webservers.WebServers(kg_workdir)
+    yield f
+    f.cleanup()
 
 
 @pytest.fixture
