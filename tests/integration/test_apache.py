@@ -20,7 +20,6 @@ pool. Finally a2enconf and
 "apache2ctl -t" run against a copy of Debian's /etc/apache2.
 """
 
-import grp
 import os
 import pwd
 import shutil
@@ -41,9 +40,8 @@ def _apache_installed():
 
 @pytest.fixture(scope="module")
 def site(pg_session, kg_workdir, servers):
-    s = ws.start_apache_site(servers, kg_workdir, pg_session)
-    yield s
-    s.api.close()
+    with ws.module_site("apache", servers, pg_session, kg_workdir) as s:
+        yield s
 
 
 # --------------------------------------------------------------------------
@@ -136,11 +134,7 @@ def test_stopping_apache_stops_keygate(pg, kg_workdir, fresh_servers):
 
 
 def test_proxy_fcgi_to_the_pool(pg, kg_workdir, keygate, fresh_servers):
-    # as keygate.socket has it: mode 0660, group of the web server's user
-    group = {}
-    if os.geteuid() == 0:
-        group["listen_group"] = grp.getgrgid(pwd.getpwnam(ws.APACHE_USER).pw_gid).gr_name
-    kg = keygate.start(workers=2, **dict(ws.RELAXED, **group))
+    kg = ws.start_pool_for_apache(keygate, workers=2)
     st = os.stat(kg.socket)
     assert st.st_mode & 0o777 == 0o660, oct(st.st_mode)
     ap = fresh_servers.apache(

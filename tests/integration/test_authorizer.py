@@ -38,16 +38,8 @@ FORGED_TOKEN = "kg_1_" + "A" * 22 + "." + "B" * 49
 def site(request, pg_session, kg_workdir, servers):
     """One site per server for the module: lighttpd in front of a keygate
     pool, or Apache starting keygate through mod_fcgid."""
-    kgf = kh.KeygateFactory(kg_workdir, pg_session)
-    try:
-        if request.param == "lighttpd":
-            s = ws.start_lighttpd_site(servers, kgf, kg_workdir)
-        else:
-            s = ws.start_apache_site(servers, kg_workdir, pg_session)
+    with ws.module_site(request.param, servers, pg_session, kg_workdir) as s:
         yield s
-        s.api.close()
-    finally:
-        kgf.cleanup()
 
 
 def test_private_served_with_valid_token(site):

@@ -29,13 +29,8 @@ from webservers import assert_refused, bearer
 
 @pytest.fixture(scope="module")
 def site(pg_session, kg_workdir, servers):
-    kgf = kh.KeygateFactory(kg_workdir, pg_session)
-    try:
-        s = ws.start_lighttpd_site(servers, kgf, kg_workdir)
+    with ws.module_site("lighttpd", servers, pg_session, kg_workdir) as s:
         yield s
-        s.api.close()
-    finally:
-        kgf.cleanup()
 
 
 # --------------------------------------------------------------------------

@@ -745,15 +745,43 @@ def start_lighttpd_site(servers, kgf, workdir, **overrides):
     return Site("lighttpd", lt, private, files, kg=kg, keygate_log=kg.log_path)
 
 
-def start_apache_site(servers, workdir, pg, **ini_overrides):
-    """Apache with the mod_fcgid snippet: it starts keygate itself."""
+def start_apache_site(servers, workdir, pg, snippets_before=(), modules=(), extra_conf="",
+                      **ini_overrides):
+    """Apache with the mod_fcgid snippet: it starts keygate itself. Further
+    snippets before it, modules and configuration may be given."""
     require_apache()
     n = next(kh._serial)
     ini = keygate_ini(os.path.join(workdir, "fcgid%d.ini" % n), pg, **ini_overrides)
     private, files = new_private_dir(workdir, "apache")
-    ap = servers.apache(apache_fcgid_snippet(ini, private), modules=["fcgid", "cgid"],
-                        extra_conf=apache_cgi_conf(private))
+    ap = servers.apache(list(snippets_before) + apache_fcgid_snippet(ini, private),
+                        modules=["fcgid", "cgid"] + list(modules),
+                        extra_conf=extra_conf + apache_cgi_conf(private))
     return Site("apache", ap, private, files, ini=ini, keygate_log=ap.error_log)
+
+
+def start_pool_for_apache(kgf, **overrides):
+    """A keygate pool whose socket Apache's user may use, as keygate.socket
+    has it: mode 0660, group of the web server's user (when root)."""
+    group = {}
+    if os.geteuid() == 0:
+        group["listen_group"] = grp.getgrgid(pwd.getpwnam(APACHE_USER).pw_gid).gr_name
+    return kgf.start(**dict(RELAXED, **dict(group, **overrides)))
+
+
+@contextlib.contextmanager
+def module_site(kind, servers, pg, workdir):
+    """A site for a module's tests to share (lighttpd in front of its own
+    pool, or Apache starting keygate), torn down after the with-block."""
+    kgf = kh.KeygateFactory(workdir, pg)
+    try:
+        if kind == "lighttpd":
+            s = start_lighttpd_site(servers, kgf, workdir)
+        else:
+            s = start_apache_site(servers, workdir, pg)
+        yield s
+        s.api.close()
+    finally:
+        kgf.cleanup()
 
 
 def start_site(kind, servers, kgf, workdir, pg):
