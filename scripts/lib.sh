@@ -1,4 +1,4 @@
-# Shared shell helpers for scripts/test and scripts/run (sourced, not run).
+# Shared shell helpers for the scripts in scripts/ (sourced, not run).
 # Callers set -euo pipefail themselves.
 
 KG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,7 +7,7 @@ KG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KG_BUILD_PACKAGES=(autoconf automake make gcc pkg-config libfcgi-dev
 	libcjson-dev libpq-dev libargon2-dev libinih-dev libunistring-dev
 	libssl-dev libcmocka-dev libzxcvbn-dev)
-KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data
+KG_RUN_PACKAGES=(postgresql-15 lighttpd libfcgi-bin procps curl john-data python3
 	util-linux)
 KG_TEST_PACKAGES=(python3-pytest python3-requests python3-psycopg2 chromium
 	systemd spawn-fcgi strace man-db dpkg-dev debhelper fakeroot lintian git
@@ -107,4 +107,76 @@ kg_as_pg() {
 # kg_pg_can_use DIR -- can the PostgreSQL user create files in DIR?
 kg_pg_can_use() {
 	kg_as_pg test -w "$1" -a -x "$1"
+}
+
+# kg_finish_trap NAME -- on exit, print "NAME: PASS in Ns", or "NAME: FAIL in
+# $stage (exit RC) after Ns"; callers keep $stage up to date as they go. A
+# caller may define kg_finish_detail (printed after PASS, e.g. " (stages)")
+# and kg_finish_note (lines printed after the PASS line).
+kg_finish_trap() {
+	KG_FINISH_NAME=$1
+	KG_STARTED=$SECONDS
+	stage="setup"
+	trap kg_finish EXIT
+}
+kg_finish() {
+	local rc=$? took=$((SECONDS - KG_STARTED)) detail=""
+	if [ "$rc" -eq 0 ]; then
+		declare -F kg_finish_detail >/dev/null && detail=$(kg_finish_detail)
+		printf '\n==> %s: PASS%s in %ss\n' "$KG_FINISH_NAME" "$detail" "$took" >&2
+		if declare -F kg_finish_note >/dev/null; then kg_finish_note >&2; fi
+	else
+		printf '\n==> %s: FAIL in %s (exit %s) after %ss\n' \
+			"$KG_FINISH_NAME" "$stage" "$rc" "$took" >&2
+	fi
+}
+
+# kg_export_src DIR -- DIR becomes a copy of the source files (tracked and
+# untracked-but-not-ignored, without build-*/ and var/), configure generated
+# in it. Unchanged files keep their times, so VPATH builds from it stay
+# incremental; several scripts may share DIR (a lock keeps them apart).
+# Out-of-tree builds need it: scripts/test configures the tree in place, and
+# autoconf refuses a VPATH build from a source directory configured in place.
+kg_export_src() {
+	local dir=$1
+	case "$dir" in /*) ;; *) dir="$KG_ROOT/$dir" ;; esac
+	mkdir -p "$dir"
+	(
+		cd "$KG_ROOT"
+		flock 9
+		git ls-files -z -co --exclude-standard |
+			while IFS= read -r -d '' f; do
+				case "$f" in build-*/*|var/*) continue ;; esac
+				# listed but deleted in the work tree: not part of it any more
+				if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+			done >"$dir/.files.new"
+		if [ -f "$dir/.files" ]; then
+			# files gone from the tree go from the copy too
+			sort -z "$dir/.files" | comm -z -23 - <(sort -z "$dir/.files.new") |
+				(cd "$dir" && xargs -0 -r rm -f --)
+		fi
+		tar --null --no-recursion -T "$dir/.files.new" -cf - | (cd "$dir" && tar -xf -)
+		mv "$dir/.files.new" "$dir/.files"
+		cd "$dir"
+		if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+			kg_say "autoreconf -fi in $dir"
+			autoreconf -fi
+		fi
+	) 9>"$dir/.lock"
+}
+
+# kg_build_out DIR CONFIGURE_ARGS... -- a VPATH build in DIR (under the tree,
+# e.g. build-asan) from build-src/, the source copy of kg_export_src:
+# configured with ARGS when DIR is new or build-src's configure is newer
+# than DIR's last configure. Builds nothing itself: callers run make -C DIR.
+kg_build_out() {
+	local dir="$KG_ROOT/$1"
+	shift
+	kg_say "source copy in build-src/"
+	kg_export_src build-src
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ] || [ "$KG_ROOT/build-src/configure" -nt "$dir/config.status" ]; then
+		kg_say "${dir#"$KG_ROOT"/}: configure $*"
+		(cd "$dir" && "$KG_ROOT/build-src/configure" "$@")
+	fi
 }

@@ -64,6 +64,15 @@ stack_factory   (function scope) stack_factory(**overrides) -> Stack with a
 make_stack      (function scope) make_stack(**overrides) -> context manager:
                   with make_stack(workers=1, token_lifetime=5) as s: ...
                 the stack is torn down when the block ends.
+fresh_throttle  (function scope) no throttle rows before and after the test.
+servers         (module scope) webservers.WebServers: .lighttpd(snippets, ...),
+                .apache(snippets, modules, ...); stopped after the module.
+fresh_servers   (function scope) the same, stopped after the test.
+
+Credentials: every test starts with an empty record (credentials.py); what
+it note()s must not appear, after the test passed, in the log of a keygate
+pool it started or of a log its fixtures watch() (per test, so no test
+depends on what ran before it).
 
 Also importable: kgharness.fcgi_request(address, method, uri, ...),
 kgharness.FCGIConnection (send a request piece by piece),
@@ -86,6 +95,7 @@ import os
 
 import pytest
 
+import credentials
 import kgharness
 
 
@@ -204,6 +214,32 @@ def _loopback_not_throttled(request):
 
 
 @pytest.fixture(autouse=True)
+def _credentials_stay_out_of_logs(request):
+    """Each test starts with nothing noted (credentials.py); after a test
+    that passed, none of what it noted is in the log of a keygate pool it
+    started or of a server its fixtures watch."""
+    credentials.reset()
+    mark = len(kgharness._created)
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.passed:
+        return
+    pools = [o for o in kgharness._created[mark:] if isinstance(o, kgharness.Keygate)]
+    found = credentials.leaks(pools)
+    assert not found, "credentials in logs: %r" % found[:5]
+
+
+@pytest.fixture
+def fresh_throttle(pg):
+    """No throttle rows at all before and after the test: for tests of the
+    limits themselves, whose small limits any leftover attempt would meet."""
+    pg.query("DELETE FROM throttle")
+    yield
+    if pg.running():
+        pg.query("DELETE FROM throttle")
+
+
+@pytest.fixture(autouse=True)
 def _logs_on_failure(request):
     """Print the end of every log involved when a test fails."""
     mark = len(kgharness._created)
@@ -283,6 +319,25 @@ def stack_factory(pg, kg_workdir):
         s.http.close()
     ltf.cleanup()
     kgf.cleanup()
+
+
+@pytest.fixture(scope="module")
+def servers(kg_workdir):
+    """webservers.WebServers for the module: lighttpd and Apache instances
+    its tests share; all stopped after the module."""
+    import webservers
+    f = webservers.WebServers(kg_workdir)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture
+def fresh_servers(kg_workdir):
+    """webservers.WebServers for one test, stopped after it."""
+    import webservers
+    f = webservers.WebServers(kg_workdir)
+    yield f
+    f.cleanup()
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ pool (Keygate), a lighttpd front (Lighttpd), the three together (Stack), and
 a small FastCGI client (FCGIConnection, fcgi_request) that talks to the
 keygate socket directly, byte by byte if a test needs to.
 
+scripts/run uses the PostgreSQL part as a program (main() at the end):
+  /usr/bin/python3 tests/integration/kgharness.py pg-start DIR [--fresh]
+prints the conninfo of the cluster in DIR/pg; pg-stop DIR stops it.
+
 The fixtures in conftest.py wrap these classes; the class and function
 docstrings below are the reference for what the fixtures hand out.
 
@@ -29,6 +33,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -271,13 +276,16 @@ class PgCluster:
     cleanup() (stop immediately and forget; the directory goes with workdir).
     """
 
-    def __init__(self, workdir, port=None, user=None):
+    def __init__(self, workdir, port=None, user=None, tcp=True, sockdir=None):
         self.base = os.path.join(workdir, "pg")
         self.datadir = os.path.join(self.base, "data")
-        self.sockdir = os.path.join(self.base, "sock")
+        self.sockdir = sockdir or os.path.join(self.base, "sock")
         self.logfile = os.path.join(self.base, "postgresql.log")
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        # tcp=False (scripts/run): the unix socket only, so the port is a
+        # name in sockdir and the default one never clashes.
+        self.tcp = tcp
+        self.host = "127.0.0.1" if tcp else self.sockdir
+        self.port = port or (free_port() if tcp else 5432)
         self.dbname = "keygate"
         self.superuser = "postgres"
         if user is None and os.geteuid() == 0:
@@ -315,7 +323,7 @@ class PgCluster:
 
     def _server_opts(self):
         return " ".join([
-            "-c listen_addresses=%s" % self.host,
+            "-c listen_addresses=%s" % (self.host if self.tcp else "''"),
             "-c port=%d" % self.port,
             "-c unix_socket_directories=%s" % self.sockdir,
             "-c fsync=off",
@@ -332,20 +340,50 @@ class PgCluster:
     def init(self):
         """initdb, start, create the keygate database."""
         os.makedirs(self.sockdir)
+        _register(self)
+        self._initdb()
+        self.start()
+        self._create_database()
+        return self
+
+    def open(self, fresh=False):
+        """For scripts/run: the cluster kept in base between runs. Made by
+        initdb if missing (or if fresh), restarted if an earlier run left
+        it up, else started; the keygate database created if missing. Not
+        registered for clean-up at exit: stop() it (pg-stop)."""
+        if fresh and os.path.isdir(self.datadir):
+            with contextlib.suppress(HarnessError):
+                self.stop(mode="immediate", timeout=30)
+            shutil.rmtree(self.datadir)
+        os.makedirs(self.base, exist_ok=True)
+        os.makedirs(self.sockdir, exist_ok=True)
+        if not os.path.exists(os.path.join(self.datadir, "PG_VERSION")):
+            self._initdb()
+        elif self.running():
+            self.stop()
+        self.start()
+        self._create_database()
+        return self
+
+    def _initdb(self):
         if self.runas:
             pw = pwd.getpwnam(self.runas)
             for d in (self.base, self.sockdir):
                 os.chown(d, pw.pw_uid, pw.pw_gid)
         os.chmod(self.base, 0o700)
-        _register(self)
         self._run([os.path.join(PGBIN, "initdb"), "-D", self.datadir,
                    "-U", self.superuser, "-A", "trust", "-E", "UTF8",
                    "--no-locale", "-N"])
-        self.start()
-        with contextlib.closing(self.connect("postgres")) as c:
-            with c.cursor() as cur:
-                cur.execute("CREATE DATABASE %s" % self.dbname)
-        return self
+
+    def _create_database(self):
+        """CREATE DATABASE keygate unless it exists (psql: no psycopg2
+        needed, so scripts/run can use this too)."""
+        psql = [os.path.join(PGBIN, "psql"), "-X", "-q", "-h", self.sockdir,
+                "-p", str(self.port), "-U", self.superuser, "-d", "postgres"]
+        have = self._run(psql + ["-tAc", "SELECT 1 FROM pg_database WHERE datname = '%s'"
+                                 % self.dbname]).stdout.strip()
+        if have != b"1":
+            self._run(psql + ["-c", "CREATE DATABASE %s" % self.dbname])
 
     def start(self, timeout=60):
         self._run([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir,
@@ -1248,3 +1286,37 @@ def _describe(r):
     code = getattr(r, "status_code", getattr(r, "status", None))
     body = getattr(r, "text", "")
     return "%s %s" % (code, body[:200])
+
+
+# --------------------------------------------------------------------------
+# command line, for scripts/run: the same cluster code as the tests
+
+def main(argv):
+    """kgharness.py pg-start DIR [--fresh] [--sockdir SOCKDIR]
+         the cluster in DIR/pg (unix socket only, in DIR/pg/sock or SOCKDIR),
+         made if missing and started; prints its libpq conninfo
+       kgharness.py pg-stop DIR [--sockdir SOCKDIR]
+         stops it (fast) if it runs"""
+    import argparse
+    ap = argparse.ArgumentParser(prog="kgharness.py", description=main.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["pg-start", "pg-stop"])
+    ap.add_argument("dir")
+    ap.add_argument("--fresh", action="store_true", help="start with an empty cluster")
+    ap.add_argument("--sockdir")
+    a = ap.parse_args(argv)
+    pg = PgCluster(a.dir, tcp=False, sockdir=a.sockdir)
+    try:
+        if a.command == "pg-start":
+            pg.open(fresh=a.fresh)
+            print(pg.dsn)
+        elif os.path.isdir(pg.datadir) and pg.running():
+            pg.stop()
+    except HarnessError as e:
+        print("kgharness.py %s: %s" % (a.command, e), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

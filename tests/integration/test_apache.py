@@ -1,4 +1,6 @@
-"""keygate behind a real Apache 2.4 with the shipped snippets.
+"""keygate behind a real Apache 2.4 with the shipped snippets: what only
+Apache has. The guarded folder's promises, which lighttpd keeps too, are
+tested against both in test_authorizer.py.
 
   conf/apache2/keygate.conf        mod_fcgid starts keygate: /api/ (handler,
                                    CGIPassAuth) and /private/ guarded by
@@ -12,12 +14,12 @@ included as shipped with only their installation paths replaced (the
 binary, /etc/keygate/keygate.conf, the pool socket, the private folder).
 keygate started by mod_fcgid gets nothing but what the snippet gives it
 (KEYGATE_CONFIG, KEYGATE_WORKERS): the INI file names the test database.
-A CGI program (mod_cgid) in the private folder echoes the request variables
-it gets, standing for the protected application. Finally a2enconf and
+Here: mod_fcgid's processes and the Authorization header, a broken
+configuration and a graceful restart, stopping Apache, mod_proxy_fcgi to a
+pool. Finally a2enconf and
 "apache2ctl -t" run against a copy of Debian's /etc/apache2.
 """
 
-import grp
 import os
 import pwd
 import shutil
@@ -25,84 +27,21 @@ import signal
 import subprocess
 
 import pytest
-import requests
 
 import kgharness as kh
 import webservers as ws
-from webservers import REALM, bearer, assert_refused
+from webservers import assert_refused, bearer
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _apache_installed():
-    """Apache is part of the suite, not an optional extra: without it every
-    test here fails with the command that installs it (as the browser test
-    does), instead of a green run that never started Apache."""
-    missing = [p for p in (ws.APACHE_BIN, os.path.join(ws.APACHE_MODULES, "mod_fcgid.so"))
-               if not os.path.exists(p)]
-    if missing:
-        pytest.fail("Apache is not installed (missing %s): apt-get install apache2 "
-                    "libapache2-mod-fcgid (scripts/test installs them as root)"
-                    % ", ".join(missing))
-
-
-def cgi_conf(private):
-    return ('<Directory "%s/">\n'
-            '    Options +ExecCGI\n'
-            '    AddHandler cgi-script .cgi\n'
-            '</Directory>\n' % private)
-
-
-def fcgid_snippet(ini, private):
-    return [(os.path.join(ws.APACHE_CONF, "keygate.conf"),
-             {ws.INSTALLED_BINARY: kh.KEYGATE_BIN, ws.INSTALLED_CONFIG: ini,
-              ws.PRIVATE_DIR: private + "/"})]
-
-
-class Site:
-    def __init__(self, ap, ini, private, files):
-        self.ap, self.ini, self.private, self.files = ap, ini, private, files
-        self.api = ws.Client(ap.base_url)
-
-    def get(self, path, **kw):
-        return self.ap.get(path, **kw)
-
-
-def start_fcgid_site(servers, workdir, pg, **ini_overrides):
-    n = next(kh._serial)
-    ini = ws.keygate_ini(os.path.join(workdir, "fcgid%d.ini" % n), pg, **ini_overrides)
-    private = os.path.join(workdir, "apache-private-%d" % n)
-    files = ws.make_private_dir(private)
-    ap = servers.apache(fcgid_snippet(ini, private), modules=["fcgid", "cgid"],
-                        extra_conf=cgi_conf(private))
-    return Site(ap, ini, private, files)
-
-
-@pytest.fixture(scope="module")
-def servers(kg_workdir):
-    f = ws.WebServers(kg_workdir)
-    yield f
-    f.cleanup()
-
-
-@pytest.fixture
-def fresh_servers(kg_workdir):
-    f = ws.WebServers(kg_workdir)
-    yield f
-    f.cleanup()
+    ws.require_apache()
 
 
 @pytest.fixture(scope="module")
 def site(pg_session, kg_workdir, servers):
-    s = start_fcgid_site(servers, kg_workdir, pg_session)
-    yield s
-    s.api.close()
-
-
-def assert_401(r, content):
-    """Apache's refusal: 401 with keygate's WWW-Authenticate (mod_fcgid
-    replaces keygate's body by Apache's error page)."""
-    assert_refused(r, content)
-    assert r.headers.get("WWW-Authenticate", "").startswith(REALM), r.headers
+    with ws.module_site("apache", servers, pg_session, kg_workdir) as s:
+        yield s
 
 
 # --------------------------------------------------------------------------
@@ -131,93 +70,6 @@ def test_authorization_header_reaches_keygate(site):
     assert site.api.ok(r)["username"] == username
 
 
-# --------------------------------------------------------------------------
-# /private/ behind FcgidAccessChecker
-
-
-def test_private_refused_without_token(site):
-    secret = site.files["secret.txt"]
-    for path in ("/private/secret.txt", "/private/", "/private/sub/deep.txt",
-                 "/private/no-such-file", "/private/whoami.cgi", "/private/noext",
-                 "/private/%73ecret.txt", "/private/sub/../secret.txt"):
-        assert_401(site.get(path), secret)
-    for h in ({"Authorization": "Bearer nonsense"},
-              {"Authorization": "Basic dXNlcjpwYXNz"},
-              bearer("kg_1_" + "A" * 22 + "." + "B" * 49),
-              {"Key": "kg_1_" + "A" * 22, "Secret": "B" * 49}):
-        assert_401(site.get("/private/secret.txt", headers=h), secret)
-    r = requests.post(site.ap.url + "/private/secret.txt", data=b"x" * 100000,
-                      timeout=ws.TIMEOUT)
-    assert_401(r, secret)
-
-
-def test_private_served_with_valid_token(site):
-    _, _, b = site.api.session()
-    for h in (bearer(b["token"]), {"Key": b["key"], "Secret": b["secret"]}):
-        r = site.get("/private/secret.txt", headers=h)
-        assert r.status_code == 200, (r.status_code, r.text[:300])
-        assert r.text == site.files["secret.txt"]
-        assert r.headers["Content-Type"].startswith("text/plain"), r.headers
-        r = site.get("/private/sub/deep.txt", headers=h)
-        assert r.status_code == 200 and r.text == site.files["sub/deep.txt"], r.text[:300]
-        r = site.get("/private/noext", headers=h)
-        assert r.status_code == 200 and r.text == site.files["noext"], r.text[:300]
-    r = site.get("/private/no-such-file", headers=bearer(b["token"]))
-    assert r.status_code == 404, r.status_code
-
-
-def test_private_file_keeps_its_own_content_type(site):
-    _, _, b = site.api.session()
-    r = site.get("/private/noext", headers=bearer(b["token"]))
-    assert r.status_code == 200, r.status_code
-    assert not r.headers.get("Content-Type", "").startswith("application/json"), r.headers
-
-
-def test_private_refused_after_logout_and_session_delete(site):
-    ws.check_refused_after_logout_and_session_delete(site, assert_401)
-
-
-def test_backend_sees_keygate_variables(site):
-    ws.check_backend_sees_keygate_variables(site)
-
-
-def test_longest_scopes_reach_backend(site):
-    ws.check_longest_scopes_delivered(site)
-
-
-def test_database_down_never_the_file(pg, kg_workdir, fresh_servers):
-    s = start_fcgid_site(fresh_servers, kg_workdir, pg)
-    _, _, b = s.api.session()
-    secret = s.files["secret.txt"]
-    assert s.get("/private/secret.txt", headers=bearer(b["token"])).status_code == 200
-    pg.stop()
-    try:
-        for h in (bearer(b["token"]), {"Key": b["key"], "Secret": b["secret"]}, {}):
-            assert_refused(s.get("/private/secret.txt", headers=h), secret,
-                           statuses=(401, 503))
-        assert_refused(s.get("/private/whoami.cgi", headers=bearer(b["token"])),
-                       "KEYGATE_USER_ID", statuses=(401, 503))
-        r = s.api.me(b["token"])
-        assert r.status_code == 503 and r.headers.get("Retry-After", "").isdigit(), r.headers
-    finally:
-        pg.start()
-
-    def served():
-        return s.get("/private/secret.txt", headers=bearer(b["token"])).status_code == 200
-    kh.wait_until(served, 20, interval=0.3, what="the file after the database came back")
-
-
-def test_keygate_that_cannot_start_never_the_file(pg, kg_workdir, fresh_servers):
-    # a configuration keygate refuses: it exits at once, every time
-    s = start_fcgid_site(fresh_servers, kg_workdir, pg, workers="lots")
-    secret = s.files["secret.txt"]
-    for h in ({}, bearer("kg_1_" + "A" * 22 + "." + "B" * 49)):
-        r = s.get("/private/secret.txt", headers=h)
-        assert_refused(r, secret, statuses=(401, 500, 503))
-    assert s.api.request("GET", "/health").status_code in (500, 503)
-    assert "workers" in kh.read_text(s.ap.error_log)     # keygate said why
-
-
 def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
     """DEPLOYMENT.md's order, edit -> check-config -> graceful, and what
     happens when it is not kept: the processes already running keep the
@@ -225,7 +77,7 @@ def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
     processes that refuse the file, with one clear line in Apache's log
     and nothing served; the fixed file and another graceful bring the
     same token back."""
-    s = start_fcgid_site(fresh_servers, kg_workdir, pg)
+    s = ws.start_apache_site(fresh_servers, kg_workdir, pg)
     _, _, b = s.api.session()
     token, secret = b["token"], s.files["secret.txt"]
     assert s.api.me(token).status_code == 200
@@ -244,7 +96,7 @@ def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
     assert s.get("/private/secret.txt", headers=bearer(token)).text == secret
 
     def graceful():
-        os.kill(s.ap.proc.pid, signal.SIGUSR1)
+        os.kill(s.web.proc.pid, signal.SIGUSR1)
     graceful()
 
     def refused():
@@ -254,7 +106,7 @@ def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
                    statuses=(401, 500, 503))
     line = "keygate: not starting: %s:%d: request_timeout: not a duration" % (
         s.ini, good.count("\n") + 1)
-    kh.wait_until(lambda: line in kh.read_text(s.ap.error_log), 10,
+    kh.wait_until(lambda: line in kh.read_text(s.web.error_log), 10,
                   what="keygate's reason in Apache's log")
 
     with open(s.ini, "w", encoding="utf-8") as f:
@@ -268,11 +120,11 @@ def test_broken_configuration_under_mod_fcgid(pg, kg_workdir, fresh_servers):
 
 
 def test_stopping_apache_stops_keygate(pg, kg_workdir, fresh_servers):
-    s = start_fcgid_site(fresh_servers, kg_workdir, pg)
+    s = ws.start_apache_site(fresh_servers, kg_workdir, pg)
     s.api.ok(s.api.request("GET", "/health"))
     procs = ws.keygate_processes(config=s.ini)
     assert procs, "no keygate started by mod_fcgid"
-    s.ap.stop()
+    s.web.stop()
     left = ws.wait_gone([p for p, _, _ in procs])
     assert not left, "keygate outlived Apache: %r" % left
 
@@ -282,11 +134,7 @@ def test_stopping_apache_stops_keygate(pg, kg_workdir, fresh_servers):
 
 
 def test_proxy_fcgi_to_the_pool(pg, kg_workdir, keygate, fresh_servers):
-    # as keygate.socket has it: mode 0660, group of the web server's user
-    group = {}
-    if os.geteuid() == 0:
-        group["listen_group"] = grp.getgrgid(pwd.getpwnam(ws.APACHE_USER).pw_gid).gr_name
-    kg = keygate.start(workers=2, **dict(ws.RELAXED, **group))
+    kg = ws.start_pool_for_apache(keygate, workers=2)
     st = os.stat(kg.socket)
     assert st.st_mode & 0o777 == 0o660, oct(st.st_mode)
     ap = fresh_servers.apache(

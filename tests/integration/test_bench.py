@@ -1,4 +1,4 @@
-"""bench/run (issue 6) works from a clean clone: its helpers build from the
+"""bench/run works from a clean clone: its helpers build from the
 committed files alone, and (scripts/test --long) a quick run finishes with
 every figure and no failed request.
 

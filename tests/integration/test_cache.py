@@ -1,4 +1,4 @@
-"""The pool's shared token cache never outlives a revocation (issue 6 bounds),
+"""The pool's shared token cache never outlives a revocation (within the bounds docs/API.md gives),
 reads a token from the database once per host and writes last_used_at once
 per host and touch_interval.
 

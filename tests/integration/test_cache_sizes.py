@@ -1,5 +1,5 @@
 """Every token_cache_size from 0 (the cache off) to 5 serves a token in use
-across its last_used_at writes without a worker dying (issue 15, part 2).
+across its last_used_at writes without a worker dying.
 
 With the cache off, the answer to a token's last_used_at write (sent
 without the request waiting for it) used to be stored into a cache of no

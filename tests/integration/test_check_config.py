@@ -7,7 +7,10 @@ is run as root without a PostgreSQL role, or when PostgreSQL is down."""
 import os
 import uuid
 
+import pytest
+
 import kgharness
+from kgharness import run_keygate
 
 WARNING = "warning: database: holds a password"
 
@@ -109,3 +112,59 @@ def test_the_cli_says_which_user_to_run_as(pg, kg_workdir):
             r.stderr
     else:
         assert "run as the keygate user" not in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------
+# syntax: the line of the error, the variable, the file
+
+
+def _check(tmp_path, kg_workdir, text, name="keygate.conf"):
+    path = tmp_path / name
+    path.write_text(text)
+    r = run_keygate(["check-config"], kg_workdir, config_path=str(path), timeout=30)
+    return str(path), r
+
+
+def test_check_config_accepts_a_valid_file(tmp_path, kg_workdir):
+    _, r = _check(tmp_path, kg_workdir, "# ok\nworkers = 3\nlog_level = debug\n")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+def test_check_config_unknown_key(tmp_path, kg_workdir):
+    path, r = _check(tmp_path, kg_workdir, "# a comment\nworkers = 2\nno_such_key = 1\n")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert path + ":3:" in out, out
+    assert "no_such_key" in out, out
+
+
+@pytest.mark.parametrize("line", ["workers = many", "workers = 0", "listen_mode = 999",
+                                  "log_level = loud", "token_lifetime = 5x",
+                                  "max_body = -1"])
+def test_check_config_bad_value(tmp_path, kg_workdir, line):
+    path, r = _check(tmp_path, kg_workdir, "[keygate]\n\n%s\n" % line)
+    assert r.returncode != 0, (line, r.stdout, r.stderr)
+    out = r.stdout + r.stderr
+    assert path + ":3:" in out, out
+
+
+def test_check_config_bad_environment_value(tmp_path, kg_workdir):
+    path = tmp_path / "ok.conf"
+    path.write_text("workers = 2\n")
+    r = run_keygate(["check-config"], kg_workdir, config_path=str(path),
+                    overrides={"workers": "lots"}, timeout=30)
+    assert r.returncode != 0
+    assert "KEYGATE_WORKERS" in r.stdout + r.stderr
+
+
+def test_check_config_missing_file(tmp_path, kg_workdir):
+    r = run_keygate(["check-config"], kg_workdir,
+                    config_path=str(tmp_path / "absent.conf"), timeout=30)
+    assert r.returncode != 0
+    assert "absent.conf" in r.stdout + r.stderr
+
+
+def test_check_config_shipped_file(kg_workdir):
+    shipped = os.path.join(kgharness.REPO, "conf", "keygate.conf")
+    r = run_keygate(["check-config"], kg_workdir, config_path=shipped, timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)

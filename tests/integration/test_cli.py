@@ -1,4 +1,4 @@
-"""The administration command line (issue 5): keygate user|token|events|prune.
+"""The administration command line: keygate user|token|events|prune.
 
 Each subcommand is run as a real process against the session's PostgreSQL
 (config from KEYGATE_* in the environment, as kgharness.keygate_env sets
@@ -280,7 +280,7 @@ def test_user_add_refuses_what_the_api_refuses(cli, db):
 
 
 def test_user_add_refuses_guessable_passwords(cli, db):
-    # The API's zxcvbn floor holds for the command line too (issue 15).
+    # The API's zxcvbn floor holds for the command line too.
     before = db.query("SELECT count(*) FROM users")[0][0]
     for pw in ("passwordpassword", "qwertyuiopasdfgh", "keygatekeygate1234"):
         assert cli.fails("user", "add", uname(), "--password-stdin",

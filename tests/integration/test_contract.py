@@ -1,4 +1,4 @@
-"""The API contract as a client reads it (issue 15, part 6), through the
+"""The API contract as a client reads it, through the
 shipped lighttpd snippet (the `stack` fixture):
 
   - every 400 invalid_request about a body field names it in `fields`,

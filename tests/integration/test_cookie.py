@@ -1,4 +1,4 @@
-"""Browsers: cookie mode, the CSRF check and CORS (issue 8).
+"""Browsers: cookie mode, the CSRF check and CORS.
 
 Through lighttpd (a module stack with cookie_secure = 0 and two allowed
 origins) and, for settings that need their own pool, straight over FastCGI:

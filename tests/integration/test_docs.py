@@ -7,6 +7,7 @@ man pages format without warnings and keygate(8) names every command.
 No server is started here.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import pytest
 
 import kgharness
+from kgharness import run_keygate
 
 REPO = kgharness.REPO
 CONF_C = os.path.join(REPO, "src", "conf.c")
@@ -275,3 +277,30 @@ def test_operations_guide_covers_every_admin_command_and_throttle_key():
                 "login_max_delay", "login_max_per_address", "join_max_per_address",
                 "trusted_proxies", "audit_retention"):
         assert "`%s`" % key in text, key
+
+
+def test_shipped_config_lists_every_key(tmp_path, kg_workdir):
+    """conf/keygate.conf and keygate.conf(5) document every key the parser
+    knows (check-config -v prints them all)."""
+    shipped = os.path.join(kgharness.REPO, "conf", "keygate.conf")
+    empty = tmp_path / "empty.conf"
+    empty.write_text("")
+    r = run_keygate(["check-config", "-v"], kg_workdir, config_path=str(empty),
+                    timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    keys = [line.split("=", 1)[0].strip() for line in r.stdout.splitlines()
+            if re.match(r"^[a-z0-9_]+\s*=", line)]
+    assert len(keys) >= 20, r.stdout
+    with open(shipped) as f:
+        text = f.read()
+    missing = [k for k in keys
+               if not re.search(r"^[#;]?\s*%s\s*=" % re.escape(k), text, re.M)]
+    assert not missing, "keys missing from conf/keygate.conf: %s" % missing
+    man = [p for d in ("docs", "man", "doc")
+           for p in glob.glob(os.path.join(kgharness.REPO, d, "keygate.conf.5*"))]
+    assert man, "no keygate.conf(5) under man/"
+    for page in man:
+        with open(page) as f:
+            mtext = f.read()
+        missing = [k for k in keys if not re.search(r"\b%s\b" % re.escape(k), mtext)]
+        assert not missing, "keys missing from %s: %s" % (page, missing)

@@ -1,4 +1,4 @@
-"""Unknown usernames after an Argon2 parameter change (issue 15, part 5).
+"""Unknown usernames after an Argon2 parameter change.
 
 Accounts that have not logged in since argon2_memory/argon2_iterations
 changed keep hashes of the old cost; an unknown username verified against a

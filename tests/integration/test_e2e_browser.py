@@ -1,5 +1,4 @@
-"""The reference web client (www/) in headless Chromium, end to end (issue 8;
-personal access tokens: issue 18).
+"""The reference web client (www/) in headless Chromium, end to end.
 
 Starts its own stack the way scripts/run serves it: PostgreSQL, a keygate
 pool in cookie mode for plain HTTP (cookie_secure = 0, the page's origin in

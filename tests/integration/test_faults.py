@@ -1,12 +1,12 @@
-"""Fault injection (issue 7): keygate keeps serving what it can, answers the
+"""Fault injection: keygate keeps serving what it can, answers the
 rest with a clear error, and never lets anyone in, while the database
 restarts, a query hangs on a lock, connections run out, a worker or the
 master is killed, a client sends garbage or hangs up, a reload fails, or a
 logout-all races with logins.
 
-What test_foundation.py already covers is not repeated here (worker kill -9
-with respawn, SIGTERM drain, SIGHUP under load, database down -> 503 and
-recovery); these tests add the faults of issue 7 and check them harder:
+What test_pool.py and test_service.py already cover is not repeated here
+(worker kill -9 with respawn, SIGTERM drain, SIGHUP under load, database
+down -> 503 and recovery); these tests add harder faults and check them harder:
 request-by-request timing and status, every worker individually, and the
 log for crashes and prepared-statement errors.
 
@@ -41,6 +41,7 @@ import kgharness
 from kgharness import (FCGI_PARAMS, FCGI_STDIN, FCGIConnection, FCGIError,
                        RequestLoop, cgi_params, fcgi_record, fcgi_request,
                        wait_until)
+from replies import header_of, status_of
 
 T = 10  # seconds: timeout of any single request
 
@@ -53,14 +54,6 @@ PASSWORD = "fault injection passphrase 5821"
 
 # ---------------------------------------------------------------------------
 # helpers
-
-
-def status_of(r):
-    return r.status_code if hasattr(r, "status_code") else r.status
-
-
-def header_of(r, name):
-    return r.headers.get(name) if hasattr(r, "status_code") else r.header(name)
 
 
 def body_of(r):
@@ -395,8 +388,13 @@ def test_fewer_connections_than_workers(keygate, pg):
                     assert_unavailable(r)
             return sorted(r.status for r in rs)
 
-        # One worker got the only connection; the other two answer 503.
-        assert round_of_statuses() == [200, 503, 503]
+        # One worker gets the only connection; the other two answer 503. At
+        # once, or after a back-off: the master's own connection (it reads
+        # the stored hashes' cost classes before it forks) is closed by then,
+        # but its server process may still count against the limit for a
+        # moment, and then every worker's first try fails.
+        wait_until(lambda: round_of_statuses() == [200, 503, 503], retry_max + 10,
+                   what="one worker connected")
         time.sleep(retry_max + 0.5)     # they retry, fail again, stay up
         assert round_of_statuses() == [200, 503, 503]
         assert set(kg.worker_pids()) == pids and not crash_lines(kg)

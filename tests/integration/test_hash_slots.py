@@ -1,4 +1,4 @@
-"""Hash slots (issue 6): the pool hashes at most hash_concurrency passwords
+"""Hash slots: the pool hashes at most hash_concurrency passwords
 at once, whichever workers take the logins, and a slot held by a worker
 that dies comes back.
 

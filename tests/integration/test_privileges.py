@@ -1,4 +1,4 @@
-"""keygate and root (issue 15, part 5).
+"""keygate and root: privileges dropped, sockets owned safely.
 
   - `keygate serve` as root refuses to start unless `user` says whom to
     become (user = root keeps root, deliberately); with `user` set it drops

@@ -1,4 +1,4 @@
-"""Soak (issue 7): steady mixed traffic for a while; nothing leaks, nothing
+"""Soak: steady mixed traffic for a while; nothing leaks, nothing
 fails that should not, and the audit trail counts every event.
 
 One run starts its own pool (2 workers, default Argon2 parameters,

@@ -210,6 +210,16 @@ def add_user(pg, workdir):
     return name, password
 
 
+def sighup_replaces_the_workers(master, timeout):
+    """SIGHUP to master; wait until both its workers are new ones."""
+    before = set(kgharness.children_of(master))
+    os.kill(master, signal.SIGHUP)
+    kgharness.wait_until(
+        lambda: (len(kgharness.children_of(master)) == 2
+                 and not before & set(kgharness.children_of(master))),
+        timeout, what="workers replaced after SIGHUP")
+
+
 def serves_a_login(address, name, password):
     """health, login, me and logout over FastCGI on address."""
     r = kgharness.fcgi_request(address, "GET", "/api/health")
@@ -285,12 +295,7 @@ def exercise_pool(la, sock, name, password, expect_log):
     serves_a_login(sock, name, password)
 
     # ExecReload: SIGHUP replaces the workers, the socket keeps serving
-    before = set(kgharness.children_of(pid))
-    os.kill(pid, signal.SIGHUP)
-    kgharness.wait_until(
-        lambda: (len(kgharness.children_of(pid)) == 2
-                 and not before & set(kgharness.children_of(pid))),
-        20, what="workers replaced after SIGHUP")
+    sighup_replaces_the_workers(pid, 20)
     serves_a_login(sock, name, password)
 
     # KillMode=mixed: SIGTERM to the master alone drains and exits 0
@@ -433,12 +438,7 @@ def test_syscalls_stay_within_the_units_filter(pg, kg_workdir):
                                    body={"username": name, "password": "wrong " * 4},
                                    remote_addr="198.51.100.7")
         assert r.status == 401, r
-        before = set(kgharness.children_of(master))
-        os.kill(master, signal.SIGHUP)
-        kgharness.wait_until(
-            lambda: (len(kgharness.children_of(master)) == 2
-                     and not before & set(kgharness.children_of(master))),
-            30, what="workers replaced after SIGHUP")
+        sighup_replaces_the_workers(master, 30)
         serves_a_login(sock_path, name, password)
         os.kill(master, signal.SIGTERM)
         proc.wait(timeout=60)

@@ -1,5 +1,5 @@
 """Request bodies and server names at the web server, with the shipped
-snippets in real lighttpd and Apache (issue 15, part 6):
+snippets in real lighttpd and Apache:
 
   - an API request whose Content-Length exceeds max_body (16384) gets 413
     as soon as its headers arrive: no body is sent, the socket waits at
@@ -16,9 +16,7 @@ The verdicts are "answered / closed before a generous bound", never a
 measured duration compared with another.
 """
 
-import grp
 import os
-import pwd
 import socket
 import time
 
@@ -32,13 +30,6 @@ SOCKET_WAIT = 5        # for the 413: the server answers on the headers alone
 STALL_BOUND = 25       # lighttpd drops after 5 s idle, Apache (reqtimeout) after 10 s
 OVER = 10 * 1000 * 1000
 DEBIAN_REQTIMEOUT = "/etc/apache2/mods-available/reqtimeout.conf"
-# the protected application behind the guarded folder (reads its body)
-CGI_CONF = """
-server.modules += ( "mod_cgi" )
-$HTTP["url"] =~ "^/private/.*\\.cgi$" {
-	cgi.assign = ( ".cgi" => "" )
-}
-"""
 
 
 def send_headers(port, path, content_length, body=b"", extra=""):
@@ -96,28 +87,15 @@ def no_version(headers_and_body):
         headers_and_body[:600]
 
 
-@pytest.fixture
-def servers(kg_workdir):
-    f = ws.WebServers(kg_workdir)
-    yield f
-    f.cleanup()
-
-
 # --------------------------------------------------------------------------
 # lighttpd
 
 
 @pytest.fixture
-def lt_site(keygate, servers, kg_workdir):
-    kg = keygate.start(**ws.RELAXED)
-    private = os.path.join(kg_workdir, "lt-limits-%d" % next(kh._serial))
-    ws.make_private_dir(private)
-    lt = servers.lighttpd([
-        (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
-        (os.path.join(ws.LIGHTTPD_CONF, "keygate-authorizer.conf"),
-         {ws.PRIVATE_DIR: private + "/"}),
-    ], extra_conf=CGI_CONF)
-    return lt
+def lt_site(keygate, fresh_servers, kg_workdir):
+    """lighttpd with the pool and authorizer snippets (the protected
+    application behind the guarded folder reads its body)."""
+    return ws.start_lighttpd_site(fresh_servers, keygate, kg_workdir).web
 
 
 def test_lighttpd_refuses_an_oversized_body_before_it_arrives(lt_site):
@@ -154,9 +132,9 @@ def test_lighttpd_names_no_version_under_api_and_private(lt_site):
         assert "Server" not in r.headers, (path, r.status_code, r.headers)
 
 
-def test_lighttpd_www_snippet_names_no_version(keygate, servers):
+def test_lighttpd_www_snippet_names_no_version(keygate, fresh_servers):
     kg = keygate.start(**ws.RELAXED)
-    lt = servers.lighttpd([
+    lt = fresh_servers.lighttpd([
         (os.path.join(ws.LIGHTTPD_CONF, "keygate.conf"), {ws.POOL_SOCKET: kg.socket}),
         (os.path.join(ws.LIGHTTPD_CONF, "keygate-www.conf"),
          {"/usr/share/keygate/www": os.path.join(kh.REPO, "www")}),
@@ -196,20 +174,11 @@ def reqtimeout_snippet():
 
 
 @needs_apache
-def test_apache_fcgid_limits(pg, servers, kg_workdir):
-    n = next(kh._serial)
-    ini = ws.keygate_ini(os.path.join(kg_workdir, "limits%d.ini" % n), pg)
-    private = os.path.join(kg_workdir, "ap-limits-%d" % n)
-    ws.make_private_dir(private)
-    ap = servers.apache(
-        reqtimeout_snippet() +
-        [(os.path.join(ws.APACHE_CONF, "keygate.conf"),
-          {ws.INSTALLED_BINARY: kh.KEYGATE_BIN, ws.INSTALLED_CONFIG: ini,
-           ws.PRIVATE_DIR: private + "/"})],
-        modules=["fcgid", "reqtimeout", "cgid"],
-        extra_conf=DEBIAN_SECURITY + '<Directory "%s/">\n    Options +ExecCGI\n'
-        '    AddHandler cgi-script .cgi\n</Directory>\n' % private)
-    api = ws.Client(ap.base_url)
+def test_apache_fcgid_limits(pg, fresh_servers, kg_workdir):
+    site = ws.start_apache_site(fresh_servers, kg_workdir, pg,
+                                snippets_before=reqtimeout_snippet(),
+                                modules=["reqtimeout"], extra_conf=DEBIAN_SECURITY)
+    ap, api = site.web, site.api
     api.account_flow()
     data = assert_413_before_body(ap.port, "/api/join")
     body = data.split(b"\r\n\r\n", 1)[-1]
@@ -226,12 +195,9 @@ def test_apache_fcgid_limits(pg, servers, kg_workdir):
 
 
 @needs_apache
-def test_apache_proxy_fcgi_limits(keygate, servers):
-    group = {}
-    if os.geteuid() == 0:       # as keygate.socket has it: Apache's group
-        group["listen_group"] = grp.getgrgid(pwd.getpwnam(ws.APACHE_USER).pw_gid).gr_name
-    kg = keygate.start(**dict(ws.RELAXED, **group))
-    ap = servers.apache(
+def test_apache_proxy_fcgi_limits(keygate, fresh_servers):
+    kg = ws.start_pool_for_apache(keygate)
+    ap = fresh_servers.apache(
         reqtimeout_snippet() +
         [(os.path.join(ws.APACHE_CONF, "keygate-proxy.conf"), {ws.POOL_SOCKET: kg.socket})],
         modules=["proxy", "proxy_fcgi", "reqtimeout"], extra_conf=DEBIAN_SECURITY)

@@ -1,5 +1,6 @@
 """Real lighttpd and Apache in front of keygate, with the shipped snippets.
 
+test_authorizer.py (the guarded folder behind either server),
 test_lighttpd.py and test_apache.py start the web servers through this
 module. Each server gets its own directory under the session's workdir, a
 generated main configuration for 127.0.0.1:<free port>, and the shipped
@@ -21,7 +22,8 @@ the server, the keygate processes it spawned, CGI programs).
   WebServers(workdir).lighttpd(...) / .apache(...) / .cleanup()
 
 Helpers for the tests: keygate_ini(), make_private_dir(), Client (the
-account API over HTTP), uname()/pword().
+account API over HTTP), uname()/pword(); Site and start_*_site(): /api/
+and /private/ behind lighttpd or Apache as the snippets set them up.
 
 Environment knobs: KG_APACHE (default /usr/sbin/apache2),
 KG_APACHE_MODULES (default /usr/lib/apache2/modules), KG_APACHE_USER
@@ -619,8 +621,8 @@ def longest_scopes():
 
 def check_longest_scopes_delivered(site):
     """A token with the largest scope set passes /auth and the guarded
-    folder with every scope, never a 500 (issue 15: the 511-byte header
-    value cap made both fail)."""
+    folder with every scope, never a 500 (a 511-byte cap on header values
+    once made both fail)."""
     username, password, user_id = site.api.join()
     scopes = longest_scopes()
     assert len(" ".join(scopes)) == 16 * 64 + 15
@@ -644,6 +646,165 @@ def assert_refused(r, content, statuses=(401,)):
     assert r.status_code in statuses, (r.status_code, r.headers, r.text[:500])
     assert content not in r.text, r.text[:500]
     return r
+
+
+# --------------------------------------------------------------------------
+# a site: /api/ and /private/ (guarded by keygate as FastCGI authorizer)
+# behind lighttpd or Apache, as the shipped snippets set them up
+
+SERVERS = ("lighttpd", "apache")
+
+LIGHTTPD_CGI_CONF = """
+server.modules += ( "mod_cgi" )
+$HTTP["url"] =~ "^/private/.*\\.cgi$" {
+	cgi.assign = ( ".cgi" => "" )
+}
+"""
+
+
+def apache_cgi_conf(private):
+    return ('<Directory "%s/">\n'
+            '    Options +ExecCGI\n'
+            '    AddHandler cgi-script .cgi\n'
+            '</Directory>\n' % private)
+
+
+def require_apache():
+    """Apache is part of the suite, not an optional extra: without it a test
+    that needs it fails with the command that installs it (as the browser
+    test does), instead of a green run that never started Apache."""
+    import pytest
+    missing = [p for p in (APACHE_BIN, os.path.join(APACHE_MODULES, "mod_fcgid.so"))
+               if not os.path.exists(p)]
+    if missing:
+        pytest.fail("Apache is not installed (missing %s): apt-get install apache2 "
+                    "libapache2-mod-fcgid (scripts/test installs them as root)"
+                    % ", ".join(missing))
+
+
+def new_private_dir(workdir, kind):
+    """A fresh guarded folder (make_private_dir): (path, files)."""
+    path = os.path.join(workdir, "%s-private-%d" % (kind, next(kh._serial)))
+    return path, make_private_dir(path)
+
+
+def lighttpd_authorizer_snippets(socket_path, private):
+    return [
+        (os.path.join(LIGHTTPD_CONF, "keygate.conf"), {POOL_SOCKET: socket_path}),
+        (os.path.join(LIGHTTPD_CONF, "keygate-authorizer.conf"),
+         {PRIVATE_DIR: private + "/"}),
+    ]
+
+
+def lighttpd_spawn_snippet(ini, sock, breakage):
+    return (os.path.join(LIGHTTPD_CONF, "keygate-spawn.conf"),
+            {INSTALLED_BINARY: kh.KEYGATE_BIN, INSTALLED_CONFIG: ini,
+             SPAWN_SOCKET: sock, BREAKAGE_LOG: breakage})
+
+
+def apache_fcgid_snippet(ini, private):
+    return [(os.path.join(APACHE_CONF, "keygate.conf"),
+             {INSTALLED_BINARY: kh.KEYGATE_BIN, INSTALLED_CONFIG: ini,
+              PRIVATE_DIR: private + "/"})]
+
+
+class Site:
+    """/api/ and /private/ behind one web server.
+
+    kind ('lighttpd' or 'apache'), web (the server), private, files (as
+    make_private_dir), api (Client on /api/), kg (the pool, for lighttpd in
+    front of a pool), ini (keygate's INI file, where the web server starts
+    keygate), keygate_log (file where keygate's own lines end up)."""
+
+    def __init__(self, kind, web, private, files, kg=None, ini=None, keygate_log=None):
+        self.kind, self.web, self.private, self.files = kind, web, private, files
+        self.kg, self.ini, self.keygate_log = kg, ini, keygate_log
+        self.api = Client(web.base_url)
+
+    def get(self, path, **kw):
+        return self.web.get(path, **kw)
+
+    def assert_401(self, r, content):
+        """The web server's refusal: 401 with keygate's WWW-Authenticate,
+        and not content. lighttpd passes keygate's JSON body on; mod_fcgid
+        replaces it by Apache's error page."""
+        assert_refused(r, content)
+        assert r.headers.get("WWW-Authenticate", "").startswith(REALM), r.headers
+        if self.kind == "lighttpd":
+            b = r.json()
+            assert b["success"] is False and b["error"] == "invalid_token", b
+
+
+def start_lighttpd_site(servers, kgf, workdir, **overrides):
+    """A keygate pool (kgf.start) and lighttpd with the pool snippet and the
+    authorizer snippet."""
+    kg = kgf.start(**dict(RELAXED, **overrides))
+    private, files = new_private_dir(workdir, "lighttpd")
+    lt = servers.lighttpd(lighttpd_authorizer_snippets(kg.socket, private),
+                          extra_conf=LIGHTTPD_CGI_CONF)
+    return Site("lighttpd", lt, private, files, kg=kg, keygate_log=kg.log_path)
+
+
+def start_apache_site(servers, workdir, pg, snippets_before=(), modules=(), extra_conf="",
+                      **ini_overrides):
+    """Apache with the mod_fcgid snippet: it starts keygate itself. Further
+    snippets before it, modules and configuration may be given."""
+    require_apache()
+    n = next(kh._serial)
+    ini = keygate_ini(os.path.join(workdir, "fcgid%d.ini" % n), pg, **ini_overrides)
+    private, files = new_private_dir(workdir, "apache")
+    ap = servers.apache(list(snippets_before) + apache_fcgid_snippet(ini, private),
+                        modules=["fcgid", "cgid"] + list(modules),
+                        extra_conf=extra_conf + apache_cgi_conf(private))
+    return Site("apache", ap, private, files, ini=ini, keygate_log=ap.error_log)
+
+
+def start_pool_for_apache(kgf, **overrides):
+    """A keygate pool whose socket Apache's user may use, as keygate.socket
+    has it: mode 0660, group of the web server's user (when root)."""
+    group = {}
+    if os.geteuid() == 0:
+        group["listen_group"] = grp.getgrgid(pwd.getpwnam(APACHE_USER).pw_gid).gr_name
+    return kgf.start(**dict(RELAXED, **dict(group, **overrides)))
+
+
+@contextlib.contextmanager
+def module_site(kind, servers, pg, workdir):
+    """A site for a module's tests to share (lighttpd in front of its own
+    pool, or Apache starting keygate), torn down after the with-block."""
+    kgf = kh.KeygateFactory(workdir, pg)
+    try:
+        if kind == "lighttpd":
+            s = start_lighttpd_site(servers, kgf, workdir)
+        else:
+            s = start_apache_site(servers, workdir, pg)
+        yield s
+        s.api.close()
+    finally:
+        kgf.cleanup()
+
+
+def start_site(kind, servers, kgf, workdir, pg):
+    if kind == "lighttpd":
+        return start_lighttpd_site(servers, kgf, workdir, workers=1)
+    return start_apache_site(servers, workdir, pg)
+
+
+def start_site_whose_keygate_cannot_start(kind, servers, workdir, pg):
+    """The web server starts keygate with a configuration keygate refuses
+    (it exits at once, every time): lighttpd through the spawn snippet (with
+    the authorizer on its socket), Apache through mod_fcgid."""
+    if kind == "apache":
+        return start_apache_site(servers, workdir, pg, workers="lots")
+    name = "spawnbad%d" % next(kh._serial)
+    ini = keygate_ini(os.path.join(workdir, name + ".ini"), pg, workers="lots")
+    breakage = os.path.join(workdir, name + "-breakage.log")
+    private, files = new_private_dir(workdir, "lighttpd")
+    lt = servers.lighttpd([
+        lighttpd_spawn_snippet(ini, os.path.join(workdir, name + ".sock"), breakage),
+        (os.path.join(LIGHTTPD_CONF, "keygate-authorizer.conf"), {PRIVATE_DIR: private + "/"}),
+    ], extra_conf=LIGHTTPD_CGI_CONF)
+    return Site("lighttpd", lt, private, files, ini=ini, keygate_log=breakage)
 
 
 def copy_etc(src, dst, tries=3):

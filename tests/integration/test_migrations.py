@@ -1,15 +1,18 @@
-"""A database that `keygate migrate` has not brought up to date is named as
-such: in the server's log (its requests get 503, as while the database is
-down) and by every command of the CLI, instead of "database unreachable"
-or a missing relation."""
+"""Migrations: `keygate migrate` applies db/migrations/*.sql once, also when
+run three times at once on a fresh database, and fails cleanly without one;
+a database it has not brought up to date is named as such: in the server's
+log (its requests get 503, as while the database is down) and by every
+command of the CLI, instead of "database unreachable" or a missing
+relation."""
 
 import glob
 import os
 import re
+import subprocess
 import uuid
 
 import kgharness
-from kgharness import wait_until
+from kgharness import run_keygate, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -80,3 +83,59 @@ def test_a_database_that_is_down_is_still_called_unreachable(kg_workdir):
                    "connect_timeout=2" % kgharness.free_port()})
     assert c.returncode == 2, (c.stdout, c.stderr)
     assert "database unreachable" in c.stderr and HINT not in c.stderr, c.stderr
+
+
+def schema_versions(pg, dbname=None):
+    return pg.query("SELECT version FROM schema_migrations ORDER BY 1", dbname=dbname)
+
+
+def migration_files():
+    return sorted(glob.glob(os.path.join(kgharness.MIGRATIONS_DIR, "*.sql")))
+
+
+# ---------------------------------------------------------------------------
+# keygate migrate: idempotent, safe when run concurrently, clean without a database
+
+
+def test_migrate_is_idempotent(pg, kg_workdir):
+    files = migration_files()
+    assert files, "no db/migrations/*.sql"
+    before = schema_versions(pg)
+    assert len(before) == len(files), (before, files)
+    r = run_keygate(["migrate"], kg_workdir, pg=pg)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert schema_versions(pg) == before
+
+
+def test_concurrent_migrate_on_a_fresh_database(pg, kg_workdir):
+    db = "mig_%s" % uuid.uuid4().hex[:12]
+    pg.query("CREATE DATABASE %s" % db, dbname="postgres")
+    try:
+        env = kgharness.keygate_env(overrides={"database": pg.dsn_for(db)})
+        ini = kgharness.write_ini(os.path.join(kg_workdir, db + ".conf"), None)
+        procs = [subprocess.Popen([kgharness.KEYGATE_BIN, "-c", ini, "migrate"],
+                                  env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)
+                 for _ in range(3)]
+        outs = []
+        for p in procs:
+            out, _ = p.communicate(timeout=60)
+            outs.append((p.returncode, out.decode("utf-8", "replace")))
+        assert all(rc == 0 for rc, _ in outs), outs
+        versions = schema_versions(pg, dbname=db)
+        assert len(versions) == len(migration_files()), versions
+        assert len(set(versions)) == len(versions), versions
+        # and once more: a no-op
+        r = run_keygate(["migrate"], kg_workdir, overrides={"database": pg.dsn_for(db)})
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert schema_versions(pg, dbname=db) == versions
+    finally:
+        pg.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, dbname="postgres")
+
+
+def test_migrate_fails_cleanly_without_database(pg, kg_workdir):
+    r = run_keygate(["migrate"], kg_workdir,
+                    overrides={"database": "host=127.0.0.1 port=%d dbname=keygate "
+                               "user=postgres connect_timeout=2" % kgharness.free_port()},
+                    timeout=60)
+    assert r.returncode != 0
