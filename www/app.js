@@ -8,6 +8,11 @@
  * which a cross-site form cannot send (keygate's CSRF check also sees the
  * browser's Origin header). Everything the server returns is put on the
  * page with textContent, never as HTML.
+ *
+ * The one secret a script here does see is a new personal access token
+ * (POST /tokens answers it once, for the user to copy into a script or CI
+ * job): it goes only into the text of #token-value, is never stored, and is
+ * removed from the page when the user dismisses it, logs out or leaves.
  */
 'use strict';
 
@@ -102,6 +107,8 @@
 		current_password: 'Current password',
 		new_password: 'New password',
 		scopes: 'Scopes',
+		name: 'Token name',
+		expires_in: 'Expiry',
 		key: 'Key',
 		secret: 'Secret',
 	};
@@ -119,12 +126,24 @@
 				return 'Username may only have 3 to 64 letters, digits, “_”, “.” or “-”.';
 			if (field === 'email')
 				return 'Email is not a valid email address.';
+			if (field === 'name')
+				return 'Token name may only have 1 to 64 letters, digits, spaces, “_”, “.” or “-” (no space at either end).';
+			if (field === 'scopes')
+				return 'Scopes are not valid: each is “*” or words of letters, digits, “_”, “.” or “-” joined by “:” (e.g. files:read), at most 16 of them.';
+			if (field === 'expires_in')
+				return 'Expiry is not valid: choose one from the list.';
 			return name + ' is not valid.';
 		case 'too_long':
 			if (field === 'email')
 				return 'Email is too long (at most 254 characters).';
 			if (field === 'username')
 				return 'Username is too long (at most 64 characters).';
+			if (field === 'name')
+				return 'Token name is too long (at most 64 characters).';
+			if (field === 'expires_in')
+				return 'Expiry is longer than this server allows for tokens: choose a shorter one.';
+			if (field === 'scopes')
+				return 'Scopes are too long or too many (at most 16, of up to 64 characters each).';
 			return name + ' is too long (at most 128 characters).';
 		case 'too_short':
 			return name + ' is too short: choose a longer passphrase.';
@@ -163,24 +182,45 @@
 		}
 		case 'invalid_json':
 			return { text: 'The server could not read the request. Reload the page and try again.' };
+		case 'invalid_scope': {
+			const bad = Array.isArray(b.scopes) ? b.scopes.filter((x) => typeof x === 'string') : [];
+			if (ctx === 'token')
+				return bad.length
+					? { text: 'A token cannot have ' + (bad.length === 1 ? 'this scope' : 'these scopes') +
+						', because this session does not have ' + (bad.length === 1 ? 'it' : 'them') +
+						': ' + bad.join(' ') + '. Nothing was created.' }
+					: { text: 'This session has no scopes to give a token. Nothing was created.' };
+			return { text: 'You asked for scopes that are not granted to you' +
+				(bad.length ? ': ' + bad.join(' ') : '') + '.' };
+		}
 		case 'invalid_credentials':
-			return { text: ctx === 'password'
-				? 'Your current password is not correct. Nothing was changed.'
-				: 'Wrong username or password.' };
+			if (ctx === 'password')
+				return { text: 'Your current password is not correct. Nothing was changed.' };
+			if (ctx === 'token')
+				return { text: 'Your current password is not correct. No token was created; you are still logged in.' };
+			return { text: 'Wrong username or password.' };
 		case 'invalid_token':
 			return { text: 'You are not logged in (your session has ended). Please log in again.' };
 		case 'csrf_failed':
 			return { text: 'The server refused this request because it did not clearly come from this site (cross-site request protection). Open the page from its own address and try again.' };
 		case 'forbidden':
 			return { text: 'That is not allowed.' };
+		case 'session_required':
+			return { text: 'That needs a login session: a personal access token cannot do it. Log in with your password.' };
 		case 'not_found':
-			return { text: ctx === 'revoke'
-				? 'That session had already ended.'
-				: 'The server does not know this request (is the API at ' + API + '/?).' };
+			if (ctx === 'revoke')
+				return { text: 'That session had already ended.' };
+			if (ctx === 'revoke-token')
+				return { text: 'That token had already been revoked or had expired.' };
+			return { text: 'The server does not know this request (is the API at ' + API + '/?).' };
 		case 'method_not_allowed':
 			return { text: 'The server does not accept this request (method not allowed).' };
 		case 'username_taken':
 			return { text: 'That username is taken. Choose another one.', items: [] };
+		case 'name_taken':
+			return { text: 'You already have a token of that name. Choose another name, or revoke the old token first.' };
+		case 'too_many_tokens':
+			return { text: 'You have as many personal access tokens as this server allows. Revoke one you no longer need, then try again.' };
 		case 'email_taken':
 			return { text: 'That email address is already registered. Log in instead, or use another address.' };
 		case 'payload_too_large':
@@ -242,7 +282,7 @@
 	/* Mark the inputs a 400 names (aria-invalid); clear the others. */
 	function markFields(form, res) {
 		const fields = (res && res.body && res.body.fields) || {};
-		for (const input of form.querySelectorAll('input'))
+		for (const input of form.querySelectorAll('input, select'))
 			input.removeAttribute('aria-invalid');
 		for (const f of Object.keys(fields)) {
 			const input = form.elements.namedItem(f);
@@ -323,6 +363,9 @@
 	const joinForm = $('#join-form');
 	const passwordForm = $('#password-form');
 	const sessionsCard = $('#sessions');
+	const tokensCard = $('#tokens');
+	const tokenForm = $('#token-form');
+	const tokenNew = $('#token-new');
 	const msgOf = (el) => $('.msg', el);
 
 	/* Run fn with the buttons of scope disabled (no double submits). */
@@ -346,6 +389,10 @@
 		view.whoami.hidden = true;
 		view.signedOut.hidden = false;
 		$('#sessions-body').replaceChildren();
+		$('#tokens-body').replaceChildren();
+		hideNewToken();
+		tokenForm.reset();
+		apiTokenCount = 0;
 		document.title = 'keygate: log in';
 	}
 
@@ -360,7 +407,11 @@
 		$('#me-created').replaceChildren(timeEl(me.created_at));
 		$('#me-id').textContent = String(me.user_id);
 		$('#me-scopes').textContent = (me.scopes || []).join(' ') || '—';
+		$('#me-granted').textContent = (me.granted_scopes || []).join(' ') || '—';
+		$('#token-scopes-hint').textContent = 'Separated by spaces, e.g. “files:read”. Leave empty for all ' +
+			'the scopes of this session (' + ((me.scopes || []).join(' ') || 'none') + ').';
 		passwordForm.elements.username.value = me.username;
+		tokenForm.elements.username.value = me.username;
 		document.title = 'keygate: ' + me.username;
 	}
 
@@ -460,6 +511,51 @@
 		return tr;
 	}
 
+	/* A personal access token's row: name, scopes, dates, Revoke. */
+	function tokenRow(t) {
+		const tr = document.createElement('tr');
+		tr.dataset.key = t.key;
+		const label = t.name || t.key;
+
+		const name = document.createElement('td');
+		const strong = document.createElement('span');
+		strong.className = 'device';
+		strong.textContent = label;
+		name.append(strong);
+		const scopes = document.createElement('td');
+		scopes.className = 'scopes';
+		scopes.textContent = (t.scopes || []).join(' ') || 'none';
+		const created = document.createElement('td');
+		created.append(timeEl(t.created_at));
+		const used = document.createElement('td');
+		if (t.last_used_at)
+			used.append(timeEl(t.last_used_at));
+		else
+			used.textContent = 'Never';
+		const expires = document.createElement('td');
+		expires.append(timeEl(t.expires_at));
+
+		const act = document.createElement('td');
+		const btn = document.createElement('button');
+		btn.type = 'button';
+		btn.className = 'revoke danger';
+		btn.textContent = 'Revoke';
+		btn.setAttribute('aria-label', 'Revoke the token “' + label + '”');
+		btn.addEventListener('click', () => revokeToken(t));
+		act.append(btn);
+
+		const labels = ['Name', 'Scopes', 'Created', 'Last used', 'Expires', ''];
+		[name, scopes, created, used, expires, act].forEach((td, i) => {
+			if (labels[i])
+				td.dataset.label = labels[i];
+		});
+		tr.append(name, scopes, created, used, expires, act);
+		return tr;
+	}
+
+	let apiTokenCount = 0;      // for the "log out everywhere" message
+
+	/* GET /sessions lists both kinds: sessions in one card, API tokens in the other. */
 	async function loadSessions() {
 		const box = msgOf(sessionsCard);
 		const res = await api('GET', '/sessions');
@@ -467,10 +563,16 @@
 			return;
 		if (!res.ok) {
 			showFailure(box, res, 'sessions');
+			showFailure(msgOf(tokensCard), res, 'sessions');
 			return;
 		}
-		const body = $('#sessions-body');
-		body.replaceChildren(...res.body.sessions.map(sessionRow));
+		const all = res.body.sessions || [];
+		const tokens = all.filter((s) => s.kind === 'api');
+		$('#sessions-body').replaceChildren(...all.filter((s) => s.kind !== 'api').map(sessionRow));
+		$('#tokens-body').replaceChildren(...tokens.map(tokenRow));
+		$('#tokens-empty').hidden = tokens.length > 0;
+		tokensCard.querySelector('.table-wrap').hidden = tokens.length === 0;
+		apiTokenCount = tokens.length;
 	}
 
 	async function revoke(s) {
@@ -491,6 +593,89 @@
 			await loadSessions();
 		});
 	}
+
+	async function revokeToken(t) {
+		const box = msgOf(tokensCard);
+		const label = t.name || t.key;
+		clear(view.pageMsg);
+		clear(msgOf(tokenForm));
+		await busy(tokensCard, async () => {
+			const res = await api('DELETE', '/sessions/' + encodeURIComponent(t.key));
+			if (handleLost(res))
+				return;
+			if (res.ok)
+				show(box, 'ok', 'Token “' + label + '” revoked: whatever uses it is refused from now on.');
+			else
+				showFailure(box, res, 'revoke-token');
+			await loadSessions();
+		});
+	}
+
+	/* ------------------------------------------------------------------
+	 * The new token, shown once
+	 */
+
+	function showNewToken(t) {
+		$('#token-value').textContent = t.token;
+		$('#token-new-name').textContent = t.name;
+		$('#token-new-scopes').textContent = (t.scopes || []).join(' ') || 'none';
+		$('#token-new-expires').replaceChildren(timeEl(t.expires_at));
+		clear($('#token-copy-msg'));
+		tokenNew.hidden = false;
+		tokenNew.focus();
+	}
+
+	/* Take the token off the page: dismissed, logged out, or leaving the page. */
+	function hideNewToken() {
+		tokenNew.hidden = true;
+		$('#token-value').textContent = '';
+		$('#token-new-name').textContent = '';
+		$('#token-new-scopes').textContent = '';
+		$('#token-new-expires').replaceChildren();
+		clear($('#token-copy-msg'));
+		const sel = window.getSelection && window.getSelection();
+		if (sel && tokenNew.contains(sel.anchorNode))
+			sel.removeAllRanges();
+	}
+
+	async function copyNewToken() {
+		const el = $('#token-value');
+		const box = $('#token-copy-msg');
+		const text = el.textContent;
+		if (!text)
+			return;
+		try {
+			await navigator.clipboard.writeText(text);
+			show(box, 'ok', 'Copied to the clipboard. Paste it where it is needed, then hide it here.');
+			return;
+		} catch (e) {
+			/* No clipboard API (or no permission): select it for the user. */
+		}
+		const range = document.createRange();
+		range.selectNodeContents(el);
+		const sel = window.getSelection();
+		sel.removeAllRanges();
+		sel.addRange(range);
+		let copied = false;
+		try {
+			copied = document.execCommand('copy');
+		} catch (e) {
+			copied = false;
+		}
+		if (copied)
+			show(box, 'ok', 'Copied to the clipboard. Paste it where it is needed, then hide it here.');
+		else
+			show(box, 'info', 'The browser did not let this page copy it: the token is selected, press Ctrl+C (⌘C on a Mac) to copy it.');
+	}
+
+	$('#token-copy').addEventListener('click', copyNewToken);
+	$('#token-dismiss').addEventListener('click', () => {
+		hideNewToken();
+		show(msgOf(tokensCard), 'info', 'The new token is hidden and cannot be shown again.');
+		tokenForm.elements.name.focus();
+	});
+	/* Leaving the page (also into the back/forward cache): no token left behind. */
+	window.addEventListener('pagehide', hideNewToken);
 
 	/* ------------------------------------------------------------------
 	 * Actions
@@ -589,10 +774,64 @@
 			const username = f.username.value;
 			passwordForm.reset();
 			f.username.value = username;
-			const n = res.body.keys_removed;
+			/* keys_removed counts both kinds, api_tokens_removed the API tokens among them. */
+			const t = Math.max(0, Number(res.body.api_tokens_removed) || 0);
+			const n = Math.max(0, (Number(res.body.keys_removed) || 0) - t);
 			show(box, 'ok', 'Password changed. ' + (n > 0
 				? plural(n, 'other session') + (n === 1 ? ' was' : ' were') + ' logged out.'
-				: 'No other session was logged in.'));
+				: 'No other session was logged in.') + (t > 0
+				? ' ' + plural(t, 'personal access token') + (t === 1 ? ' was' : ' were') + ' revoked.'
+				: ''));
+			await loadSessions();
+		});
+	});
+
+	tokenForm.addEventListener('submit', async (ev) => {
+		ev.preventDefault();
+		const f = tokenForm.elements;
+		const box = msgOf(tokenForm);
+		clear(view.pageMsg);
+		clear(msgOf(tokensCard));
+		if (f.name.value.trim() === '') {
+			/* keygate calls an empty name "invalid"; here it is simply missing. */
+			markFields(tokenForm, null);
+			f.name.setAttribute('aria-invalid', 'true');
+			show(box, 'error', 'Please correct the following:', [fieldProblem('name', 'required')]);
+			f.name.focus();
+			return;
+		}
+		await busy(tokensCard, async () => {
+			const body = { name: f.name.value.trim(), current_password: f.current_password.value };
+			const scopes = f.scopes.value.split(/[\s,]+/).filter((x) => x !== '');
+			if (scopes.length)
+				body.scopes = scopes;
+			if (f.expires_in.value !== '')
+				body.expires_in = parseInt(f.expires_in.value, 10);
+			const res = await api('POST', '/tokens', body);
+			f.current_password.value = '';
+			markFields(tokenForm, res);
+			if (res.status === 401 && res.body && res.body.error === 'invalid_token') {
+				handleLost(res);
+				return;
+			}
+			if (!res.ok) {
+				const code = res.body && res.body.error;
+				if (code === 'invalid_credentials')
+					f.current_password.setAttribute('aria-invalid', 'true');
+				if (code === 'name_taken')
+					f.name.setAttribute('aria-invalid', 'true');
+				if (code === 'invalid_scope')
+					f.scopes.setAttribute('aria-invalid', 'true');
+				showFailure(box, res, 'token');
+				const first = tokenForm.querySelector('[aria-invalid="true"]');
+				(first || f.current_password).focus();
+				return;
+			}
+			clear(box);
+			const username = f.username.value;
+			tokenForm.reset();
+			f.username.value = username;
+			showNewToken(res.body);
 			await loadSessions();
 		});
 	});
@@ -601,11 +840,15 @@
 		await busy(document.body, async () => {
 			const res = await api('POST', '/logout', all ? { all: true } : undefined);
 			if (res.ok || res.status === 401) {
+				const kept = apiTokenCount;     // "all" ends sessions only
 				showSignedOut();
 				clearAllMessages();
 				const n = res.ok && all ? res.body.keys_removed : 1;
 				show(view.pageMsg, 'ok', all && res.ok
-					? 'You are logged out everywhere (' + plural(n, 'session') + ' ended).'
+					? 'You are logged out everywhere (' + plural(n, 'session') + ' ended).' + (kept > 0
+						? ' Your ' + plural(kept, 'personal access token') + (kept === 1 ? ' still works' : ' still work') +
+							': log in to revoke ' + (kept === 1 ? 'it' : 'them') + ' if need be.'
+						: '')
 					: 'You are logged out.');
 				return;
 			}

@@ -14,9 +14,15 @@
 // that it is logged out), change the password, log out, log in with the new
 // password, get throttled (429 with the wait), and see the messages for
 // errors the stack cannot easily produce (503, 403 csrf_failed, 413, 415, a
-// network failure) from faked responses. Throughout, no token or secret may
-// be readable by scripts: not in document.cookie (even on a page under the
-// cookie's path), localStorage, sessionStorage or a response body.
+// network failure) from faked responses. Personal access tokens: create one
+// (a wrong current password and a bad name refused first), see it shown
+// once, use it from Node.js with Authorization: Bearer, try its name again
+// (409), revoke it from the page and see it refused; a second one is revoked
+// by the password change. Throughout, no token or secret may be readable by
+// scripts: not in document.cookie (even on a page under the cookie's path),
+// localStorage, sessionStorage, the page or a response body, with one
+// exception: the answer of POST /tokens, and the page's display of that
+// token, until it is dismissed or the page is left.
 //
 // Exit status 0 when every step passed, 1 on a failed step, 2 on bad usage,
 // 3 when the overall time limit ran out. Screenshots (PNG) go to
@@ -54,6 +60,7 @@ watchdog.unref();
 
 const pages = new Map();        // name -> page, for failure screenshots
 const apiRequests = [];         // every request to the API: {page, method, url, headers}
+const apiResponses = [];        // promises of {page, method, url, status, text}: every answer of the API
 const consoleProblems = [];     // console errors and page errors
 let shotNo = 0;
 let stepNo = 0;
@@ -104,6 +111,12 @@ function watch(page, name) {
 	page.on('request', (r) => {
 		if (r.url().includes('/api/'))
 			apiRequests.push({ page: name, method: r.method(), url: r.url(), headers: r.headers() });
+	});
+	page.on('response', (r) => {
+		if (r.url().includes('/api/'))
+			apiResponses.push(r.text().catch(() => '').then((text) => ({
+				page: name, method: r.request().method(), url: r.url(), status: r.status(), text,
+			})));
 	});
 	page.on('console', (m) => {
 		// Chromium reports every 4xx/5xx fetch as "Failed to load resource":
@@ -175,7 +188,23 @@ async function scriptVisibleState(page) {
 	});
 }
 
-async function assertNothingReadable(page, secrets, where) {
+// The page as HTML with the text of the new-token display (#token-value)
+// taken out, and that text.
+async function pageWithoutTokenDisplay(page) {
+	return page.evaluate(() => {
+		const doc = document.documentElement.cloneNode(true);
+		const el = doc.querySelector('#token-value');
+		const shown = el ? el.textContent : '';
+		if (el)
+			el.textContent = '';
+		return { html: doc.outerHTML, shown };
+	});
+}
+
+// No token or secret readable by scripts or in the page. shown: the one
+// personal access token the page may show right now (in #token-value and
+// nowhere else), or null: then #token-value must be empty.
+async function assertNothingReadable(page, secrets, where, shown = null) {
 	const st = await scriptVisibleState(page);
 	const all = JSON.stringify(st);
 	check(!TOKEN_RE.test(all), `${where}: a token is readable by scripts: ${all}`);
@@ -183,10 +212,45 @@ async function assertNothingReadable(page, secrets, where) {
 		check(!all.includes(s), `${where}: a secret is readable by scripts: ${all}`);
 	check(Object.keys(st.local).length === 0, `${where}: localStorage is not empty: ${all}`);
 	check(Object.keys(st.session).length === 0, `${where}: sessionStorage is not empty: ${all}`);
-	const html = await page.content();
+	const { html, shown: displayed } = await pageWithoutTokenDisplay(page);
 	check(!TOKEN_RE.test(html), `${where}: a token is in the page`);
 	for (const s of secrets)
 		check(!html.includes(s), `${where}: a secret is in the page`);
+	if (shown === null)
+		check(displayed === '', `${where}: the new-token display is not empty: ${displayed.slice(0, 12)}…`);
+	else
+		check(displayed === shown, `${where}: the new-token display does not show exactly the new token`);
+}
+
+// A script's request with a personal access token, from Node.js (not the browser).
+async function bearerMe(token) {
+	const r = await fetch(BASE + 'api/me', { headers: { Authorization: 'Bearer ' + token } });
+	let body = null;
+	try {
+		body = await r.json();
+	} catch (e) {
+		body = null;
+	}
+	return { status: r.status, body };
+}
+
+async function tokenRows(page) {
+	return page.locator('#tokens-body tr').evaluateAll((rows) => rows.map((tr) => ({
+		key: tr.dataset.key,
+		text: tr.innerText,
+		name: tr.querySelector('td[data-label="Name"]')?.textContent,
+		scopes: tr.querySelector('td[data-label="Scopes"]')?.textContent,
+		expires: tr.querySelector('td[data-label="Expires"] time')?.dateTime,
+		button: tr.querySelector('button.revoke')?.getAttribute('aria-label'),
+	})));
+}
+
+async function waitTokenRows(page, n) {
+	await page.waitForFunction((k) => document.querySelectorAll('#tokens-body tr').length === k,
+		n, { timeout: STEP_MS, polling: 50 }).catch(async () => {
+		fail(`expected ${n} token rows, have ${JSON.stringify(await tokenRows(page))}`);
+	});
+	return tokenRows(page);
 }
 
 async function ourCookies(context) {
@@ -201,6 +265,7 @@ const username = `e2e_${rand}`;
 const email = `${username}@example.org`;
 const pw1 = `first passphrase ${rand} for the browser`;
 const pw2 = `second passphrase ${rand} after the change`;
+const created = [];             // the personal access tokens POST /tokens answered
 
 let browser;
 let exitCode = 0;
@@ -219,9 +284,12 @@ try {
 	const ctxA = await browser.newContext(ctxOpts);
 	const a = watch(await ctxA.newPage(), 'A');
 	let loginBody = null;
+	let tokensBody = null;      // the last 201 of POST /tokens
 	a.on('response', async (r) => {
 		if (r.url() === BASE + 'api/login' && r.request().method() === 'POST' && r.status() === 200)
 			loginBody = await r.text().catch(() => null);
+		if (r.url() === BASE + 'api/tokens' && r.request().method() === 'POST' && r.status() === 201)
+			tokensBody = await r.text().catch(() => null);
 	});
 
 	await step('the page loads logged out, with the login and registration forms', async () => {
@@ -345,6 +413,153 @@ try {
 		pages.delete('A-probe');
 	});
 
+
+	// Personal access tokens (issue 18).
+	const fillToken = async (page, { name, scopes = '', expires = '2592000', password }) => {
+		await page.fill('#token-form [name=name]', name);
+		await page.fill('#token-form [name=scopes]', scopes);
+		await page.selectOption('#token-form [name=expires_in]', expires);
+		await page.fill('#token-form [name=current_password]', password);
+		await page.click('#token-form button[type=submit]');
+	};
+	const sessionSecret = () => cookieA.value.split('.')[1];
+
+	await step('creating a token: a wrong current password is refused in words, the user stays signed in', async () => {
+		await waitVisible(a, '#tokens-empty');
+		check((await tokenRows(a)).length === 0, 'token rows before any token was made');
+		await fillToken(a, { name: 'ci-deploy', password: pw1 + ' wrong' });
+		await waitText(a, '#token-form .msg.error', /Your current password is not correct\. No token was created; you are still logged in\./);
+		await waitIdle(a, '#tokens');
+		check(await a.getAttribute('#token-form [name=current_password]', 'aria-invalid') === 'true',
+			'current password not marked invalid');
+		check(await a.inputValue('#token-form [name=current_password]') === '', 'password left in the token form');
+		check(await visible(a, '#signed-in') && await visible(a, '#whoami'), 'not signed in after a wrong token password');
+		check(!(await visible(a, '#token-new')), 'a new-token display after a refusal');
+		check((await ourCookies(ctxA)).length === 1, 'the session cookie is gone after a wrong token password');
+		await a.click('#sessions-refresh');
+		await waitIdle(a, '#sessions');
+		const rows = await waitRows(a, 1);
+		check(rows[0].current, `sessions after a wrong token password: ${JSON.stringify(rows)}`);
+		check(!(await visible(a, '#sessions .msg.error')), 'the sessions card shows an error');
+		await shot(a, 'token-wrong-password');
+	});
+
+	await step('creating a token: a missing name is caught before sending, a bad name is a field error', async () => {
+		const before = apiRequests.length;
+		await fillToken(a, { name: '  ', password: pw1 });
+		await waitText(a, '#token-form .msg.error', /Token name is required/);
+		check(apiRequests.length === before, 'a request was sent without a name');
+		await fillToken(a, { name: 'deploy/prod', password: pw1 });
+		await waitText(a, '#token-form .msg.error', /Please correct the following:Token name may only have 1 to 64 letters/);
+		await waitIdle(a, '#tokens');
+		check(await a.getAttribute('#token-form [name=name]', 'aria-invalid') === 'true', 'name not marked invalid');
+		check(await a.getAttribute('#token-form [name=current_password]', 'aria-invalid') === null,
+			'current password still marked invalid');
+		check(!(await visible(a, '#token-new')), 'a new-token display after a refusal');
+	});
+
+	let tokenOne;
+	await step('creating a token shows it once, with a copy button and "you will not see it again"', async () => {
+		await ctxA.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: ORIGIN });
+		tokensBody = null;
+		await fillToken(a, { name: 'ci-deploy', password: pw1 });
+		await waitVisible(a, '#token-new');
+		await waitText(a, '#token-new', /You will not see it again/);
+		tokenOne = (await a.textContent('#token-value')).trim();
+		check(new RegExp('^' + TOKEN_RE.source + '$').test(tokenOne), `the display is not a token: ${tokenOne.slice(0, 12)}…`);
+		check(tokensBody !== null, 'POST /tokens answer not seen');
+		const body = JSON.parse(tokensBody);
+		check(body.success === true && body.kind === 'api' && body.name === 'ci-deploy', `POST /tokens: ${Object.keys(body)}`);
+		check(body.token === tokenOne && body.token === body.key + '.' + body.secret,
+			'the page does not show the token POST /tokens answered');
+		check(JSON.stringify(body.scopes) === '["*"]', `default scopes ${JSON.stringify(body.scopes)}`);
+		const left = Date.parse(body.expires_at) - Date.now();
+		check(Math.abs(left - 30 * 86400e3) < 300e3, `expires_at ${body.expires_at} is not in 30 days`);
+		created.push(tokenOne);
+		await waitText(a, '#token-new-name', /^ci-deploy$/);
+		check(await a.evaluate(() => document.activeElement?.id) === 'token-new',
+			'focus is not on the new token');
+		check(await a.inputValue('#token-form [name=current_password]') === '', 'password left in the token form');
+		check(await a.inputValue('#token-form [name=name]') === '', 'the form was not reset');
+		await assertNothingReadable(a, [cookieA.value, sessionSecret(), tokenOne.split('.')[1]], 'token shown', tokenOne);
+		await a.click('#token-copy');
+		await waitText(a, '#token-copy-msg', /Copied to the clipboard/);
+		const pasted = await a.evaluate(() => navigator.clipboard.readText());
+		check(pasted === tokenOne, 'the clipboard does not hold the token');
+		const rows = await waitTokenRows(a, 1);
+		check(rows[0].key === body.key && rows[0].name === 'ci-deploy' && rows[0].scopes === '*',
+			`token row: ${JSON.stringify(rows)}`);
+		check(!(await visible(a, '#tokens-empty')), '"no tokens" shown beside a token');
+		await waitRows(a, 1);   // the sessions card lists sessions only
+		await shot(a, 'token-created');
+		await a.setViewportSize({ width: 390, height: 844 });
+		const wide = await a.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+		check(!wide, 'the page with a new token is wider than a phone\'s screen');
+		await shot(a, 'token-created-phone');
+		await a.setViewportSize(ctxOpts.viewport);
+	});
+
+	await step('the token works from a script: GET /api/me with Authorization: Bearer, token_kind "api"', async () => {
+		const r = await bearerMe(tokenOne);
+		check(r.status === 200, `GET /api/me with the token: ${r.status} ${JSON.stringify(r.body)}`);
+		check(r.body.token_kind === 'api' && r.body.username === username,
+			`GET /api/me with the token: ${JSON.stringify(r.body)}`);
+	});
+
+	await step('dismissing the token takes it off the page for good', async () => {
+		await a.click('#token-dismiss');
+		await waitText(a, '#tokens .msg', /hidden and cannot be shown again/);
+		check(!(await visible(a, '#token-new')), 'the token display is still visible');
+		await assertNothingReadable(a, [cookieA.value, sessionSecret(), tokenOne.split('.')[1]], 'token dismissed');
+	});
+
+	await step('a second token of the same name: 409 name_taken in words', async () => {
+		await fillToken(a, { name: 'ci-deploy', password: pw1 });
+		await waitText(a, '#token-form .msg.error', /already have a token of that name/);
+		await waitIdle(a, '#tokens');
+		check(await a.getAttribute('#token-form [name=name]', 'aria-invalid') === 'true', 'name not marked invalid');
+		check(!(await visible(a, '#token-new')), 'a new-token display after name_taken');
+		check((await tokenRows(a)).length === 1, 'a second token row after name_taken');
+	});
+
+	await step('the token is listed; revoking it from the page makes the script\'s request get 401', async () => {
+		const key = tokenOne.split('.')[0];
+		const rows = await waitTokenRows(a, 1);
+		check(rows[0].key === key && rows[0].button === 'Revoke the token “ci-deploy”', `token row: ${JSON.stringify(rows)}`);
+		await a.click(`#tokens-body tr[data-key="${key}"] button.revoke`);
+		await waitText(a, '#tokens .msg.ok', /Token “ci-deploy” revoked/);
+		await waitTokenRows(a, 0);
+		await waitVisible(a, '#tokens-empty');
+		await waitRows(a, 1);
+		check(await visible(a, '#signed-in'), 'revoking a token logged the page out');
+		const r = await bearerMe(tokenOne);
+		check(r.status === 401, `GET /api/me with the revoked token: ${r.status} ${JSON.stringify(r.body)}`);
+		await shot(a, 'token-revoked');
+	});
+
+	let tokenTwo;
+	await step('a narrower token (files:read, 7 days); leaving the page takes it off the page', async () => {
+		await fillToken(a, { name: 'nightly backup', scopes: 'files:read', expires: '604800', password: pw1 });
+		await waitVisible(a, '#token-new');
+		tokenTwo = (await a.textContent('#token-value')).trim();
+		check(TOKEN_RE.test(tokenTwo) && tokenTwo !== tokenOne, 'no new token shown');
+		created.push(tokenTwo);
+		await waitText(a, '#token-new-scopes', /^files:read$/);
+		const rows = await waitTokenRows(a, 1);
+		check(rows[0].name === 'nightly backup' && rows[0].scopes === 'files:read', `token row: ${JSON.stringify(rows)}`);
+		const left = Date.parse(rows[0].expires) - Date.now();
+		check(Math.abs(left - 7 * 86400e3) < 300e3, `expires ${rows[0].expires} is not in 7 days`);
+		const r = await bearerMe(tokenTwo);
+		check(r.status === 200 && r.body.token_kind === 'api' && JSON.stringify(r.body.scopes) === '["files:read"]',
+			`GET /api/me with the files:read token: ${r.status} ${JSON.stringify(r.body)}`);
+		await a.goto(BASE + 'favicon.svg');
+		await a.goBack();
+		await waitVisible(a, '#signed-in');
+		await waitTokenRows(a, 1);
+		check(!(await visible(a, '#token-new')), 'the new token is shown again after leaving the page');
+		await assertNothingReadable(a, [cookieA.value, sessionSecret(), tokenTwo.split('.')[1]], 'back on the page');
+	});
+
 	const ctxB = await browser.newContext(ctxOpts);
 	const b = watch(await ctxB.newPage(), 'B');
 	await step('a second browser logs in as the same user ("remember me": 30 days)', async () => {
@@ -423,10 +638,14 @@ try {
 		await a.fill('#password-form [name=new_password]', pw2);
 		await a.fill('#password-form [name=new_password2]', pw2);
 		await a.click('#password-form button[type=submit]');
-		await waitText(a, '#password-form .msg.ok', /Password changed\. 1 other session was logged out/);
+		await waitText(a, '#password-form .msg.ok',
+			/Password changed\. 1 other session was logged out\. 1 personal access token was revoked\./);
 		await waitIdle(a, '#password-form');
 		check(await a.inputValue('#password-form [name=new_password]') === '', 'new password left in the form');
 		await waitRows(a, 1);
+		await waitTokenRows(a, 0);
+		const r = await bearerMe(tokenTwo);
+		check(r.status === 401, `GET /api/me with a token the password change revoked: ${r.status}`);
 		await shot(a, 'password-changed');
 		await b.reload();
 		await waitText(b, '#page-msg', /Your session has ended/);
@@ -485,10 +704,16 @@ try {
 	// from faked responses shaped like keygate's.
 	const ctxC = await browser.newContext(ctxOpts);
 	const c = watch(await ctxC.newPage(), 'C');
-	let fake = null;
+	let fake = null;            // the answer to the next API request
+	const fakes = [];           // or, first, these, one a request
 	await c.route('**/api/**', async (route) => {
-		const f = fake;
-		fake = null;
+		let f;
+		if (fakes.length > 0) {
+			f = fakes.shift();
+		} else {
+			f = fake;
+			fake = null;
+		}
 		if (f === null)
 			return route.continue();
 		if (f === 'abort')
@@ -531,6 +756,56 @@ try {
 		await loginWith('abort', /Cannot reach the server/);
 	});
 
+	await step('creating a token: invalid_scope, field errors, session_required, too_many_tokens, 429, each in words', async () => {
+		const ok = (o) => ({ status: 200, body: { success: true, ...o } });
+		fakes.push(ok({ user_id: 7, username: 'faked', email: null, created_at: '2025-01-31T14:05:09Z',
+			scopes: ['files'], granted_scopes: ['files', 'notes'], token_kind: 'session' }));
+		const listing = ok({ sessions: [
+			{ key: 'kg_1_AAAAAAAAAAAAAAAAAAAAAA', kind: 'session', name: null, created_at: '2025-01-31T14:05:09Z',
+				last_used_at: '2025-01-31T15:00:12Z', expires_at: '2025-02-01T02:05:09Z', ip: '127.0.0.1',
+				user_agent: 'HeadlessChrome/120', current: true, scopes: ['files'] },
+			{ key: 'kg_1_BBBBBBBBBBBBBBBBBBBBBB', kind: 'api', name: 'old job', created_at: '2025-01-30T09:12:44Z',
+				last_used_at: null, expires_at: '2025-04-30T09:12:44Z', ip: '127.0.0.1',
+				user_agent: 'HeadlessChrome/120', current: false, scopes: ['files:read'] }] });
+		fakes.push(listing);
+		await c.goto(BASE);
+		await waitVisible(c, '#signed-in');
+		await waitText(c, '#me-granted', /^files notes$/);
+		await waitText(c, '#token-scopes-hint', /all the scopes of this session \(files\)/);
+		const rows = await waitTokenRows(c, 1);
+		check(rows[0].name === 'old job' && /Never/.test(rows[0].text), `faked token row: ${JSON.stringify(rows)}`);
+		await waitRows(c, 1);
+		const createWith = async (f, re) => {
+			fake = f;
+			await fillToken(c, { name: 'job', scopes: 'notes', password: 'something long enough' });
+			const text = await waitText(c, '#token-form .msg.error', re);
+			await waitIdle(c, '#tokens');
+			check(await visible(c, '#signed-in'), `signed out after: ${text}`);
+			return text;
+		};
+		await createWith({ status: 400, body: err('invalid_scope', 'Those scopes are not yours to ask for.', { scopes: ['notes'] }) },
+			/cannot have this scope, because this session does not have it: notes\. Nothing was created/);
+		check(await c.getAttribute('#token-form [name=scopes]', 'aria-invalid') === 'true', 'scopes not marked invalid');
+		await shot(c, 'token-invalid-scope');
+		await createWith({ status: 400, body: err('invalid_request', 'The request is not valid.', { fields: { name: 'required', current_password: 'required' } }) },
+			/Please correct the following:Token name is required\.Current password is required\./);
+		await createWith({ status: 400, body: err('invalid_request', 'The request is not valid.', { fields: { scopes: 'invalid', expires_in: 'too_long' } }) },
+			/Scopes are not valid: each is .*Expiry is longer than this server allows/);
+		check(await c.getAttribute('#token-form [name=expires_in]', 'aria-invalid') === 'true', 'expiry not marked invalid');
+		await createWith({ status: 400, body: err('invalid_request', 'The request is not valid.', { fields: { expires_in: 'invalid' } }) },
+			/Expiry is not valid/);
+		await createWith({ status: 403, body: err('session_required', 'This needs a session.') },
+			/needs a login session: a personal access token cannot do it/);
+		await createWith({ status: 409, body: err('too_many_tokens', 'You have the most API tokens allowed.') },
+			/as many personal access tokens as this server allows\. Revoke one/);
+		await createWith({ status: 429, headers: { 'Retry-After': '40' }, body: err('too_many_requests', 'Too many attempts; retry later.') },
+			/Too many attempts\. Please wait 40 seconds before trying again/);
+		fakes.push({ status: 404, body: err('not_found', 'No such token.') }, listing);
+		await c.click('#tokens-body tr[data-key="kg_1_BBBBBBBBBBBBBBBBBBBBBB"] button.revoke');
+		await waitText(c, '#tokens .msg.error', /That token had already been revoked or had expired/);
+		await shot(c, 'token-errors');
+	});
+
 	await step('every API request was same-origin with X-Requested-With', async () => {
 		check(apiRequests.length > 20, `only ${apiRequests.length} API requests seen`);
 		for (const r of apiRequests) {
@@ -541,10 +816,30 @@ try {
 		}
 	});
 
+	await step('no API answer but POST /tokens\'s carried a token or a secret; each of those carried the token shown', async () => {
+		const answers = await Promise.all(apiResponses);
+		check(answers.length > 20, `only ${answers.length} API answers seen`);
+		const secrets = [cookieA.value.split('.')[1], ...created.map((t) => t.split('.')[1])];
+		let minted = 0;
+		for (const r of answers) {
+			if (r.method === 'POST' && r.url === BASE + 'api/tokens' && r.status === 201 && r.page === 'A') {
+				const body = JSON.parse(r.text);
+				check(created.includes(body.token), `POST /tokens answered a token the page did not show`);
+				minted++;
+				continue;
+			}
+			check(!TOKEN_RE.test(r.text), `${r.method} ${r.url} (${r.status}) answered a token`);
+			for (const sec of secrets)
+				check(!r.text.includes(sec), `${r.method} ${r.url} (${r.status}) answered a secret`);
+		}
+		check(minted === created.length && minted === 2, `${minted} tokens minted, ${created.length} shown`);
+	});
+
 	await step('nothing in storage at the end; no script errors or CSP violations', async () => {
+		const secrets = [cookieA.value.split('.')[1], ...created.map((t) => t.split('.')[1])];
 		for (const [name, page] of pages)
 			if (!page.isClosed())
-				await assertNothingReadable(page, [cookieA.value.split('.')[1]], name);
+				await assertNothingReadable(page, secrets, name);
 		check(consoleProblems.length === 0, 'console: ' + consoleProblems.join('\n'));
 	});
 
