@@ -163,16 +163,22 @@ admin_prompt(const char *prompt, size_t *len)
 
 	if (tty == NULL)
 		return NULL;
-	fputs(prompt, tty);
-	fflush(tty);
+	/*
+	 * Echo off first (dropping what was typed before the prompt), then the
+	 * prompt: an answer typed as soon as the prompt shows is never flushed.
+	 * The other order lost a password a program (or a fast typist) sent
+	 * right after the prompt, and the command waited forever.
+	 */
 	if (tcgetattr(fileno(tty), &old) != 0)
 		goto out;
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	if (tcsetattr(fileno(tty), TCSAFLUSH, &quiet) != 0)
 		goto out;
+	fputs(prompt, tty);
+	fflush(tty);
 	pw = admin_read_line(tty, len);
-	(void)tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	(void)tcsetattr(fileno(tty), TCSADRAIN, &old);
 	fputs("\n", tty);
 out:
 	fclose(tty);

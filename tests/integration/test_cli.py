@@ -9,8 +9,12 @@ error, 2 when the database cannot be reached.
 
 import json
 import os
+import pty
 import re
+import select
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -309,6 +313,53 @@ def test_user_add_without_a_terminal_or_password(cli, db):
     # --password-stdin but nothing on stdin.
     cli.fails("user", "add", name, "--password-stdin", input="")
     assert db.query("SELECT count(*) FROM users WHERE username = %s", (name,))[0][0] == 0
+
+
+def on_terminal(argv, env, answer, timeout=30):
+    """argv on a new terminal; answer each password prompt the moment it
+    shows, as a script driving the terminal would. (output, exit status)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    out, answered = b"", 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if not r:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:          # EIO: the command is done with the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            prompts = out.count(b"New password: ") + out.count(b"Repeat it: ")
+            if prompts > answered:
+                os.write(fd, answer.encode() + b"\n")
+                answered = prompts
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("no answer after %d s, the answer lost: %r" % (timeout, out))
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return out.decode(errors="replace"), os.WEXITSTATUS(status)
+
+
+def test_password_prompt_takes_an_answer_sent_as_it_shows(cli, db):
+    """The prompt is written only once echo is off: an answer sent the
+    moment the prompt shows is read, never flushed away with the earlier
+    typeahead (which had a driven terminal wait forever, one run in a few)."""
+    env = kgharness.keygate_env(cli.pg, {}, None)
+    for _ in range(15):
+        name = uname()
+        out, rc = on_terminal([kgharness.KEYGATE_BIN, "-c", cli.ini, "user", "add", name],
+                              env, pword())
+        assert rc == 0 and "user %s added" % name in out, out
+        assert "passphrase" not in out           # echo was off
+    assert db.query("SELECT count(*) FROM users WHERE username = %s", (name,))[0][0] == 1
 
 
 # ---------------------------------------------------------------------------
