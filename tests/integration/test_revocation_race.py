@@ -296,7 +296,7 @@ def test_max_tokens_per_user_holds_under_concurrent_logins(keygate, pg):
 # Token checks racing a revocation through this pool
 
 CHECKERS = 6        # clients checking the victim token, each on its own connection
-CHECK_ROUNDS = 5 if os.environ.get("KG_SANITIZERS") == "1" else 10
+CHECK_ROUNDS = 3 if os.environ.get("KG_SANITIZERS") == "1" else 6
 
 
 def revoke_through_the_api(kind, kg, name, victim, owner):
@@ -341,7 +341,7 @@ def test_no_check_after_a_revocation_answers_accepts_the_token(keygate, kind):
         seen = [[] for _ in range(CHECKERS)]
 
         def check(out):
-            for _ in range(2000):                   # bounded, stops by itself
+            for _ in range(20000):                  # bounded, stops by itself
                 if stop.is_set():
                     return
                 t0 = time.monotonic()
@@ -352,8 +352,11 @@ def test_no_check_after_a_revocation_answers_accepts_the_token(keygate, kind):
                    for i in range(CHECKERS)]
         for t in threads:
             t.start()
-        # Into the entries' last quarter and past touch_interval, by round.
-        time.sleep(0.3 + 0.1 * (rnd % 8))
+        # Past touch_interval (1 s, the token's age counted in whole
+        # seconds) and into the entries' last quarter, whatever the build's
+        # speed: the after-response path then surely runs in this round;
+        # the revocation lands at a different moment of it each round.
+        time.sleep(1.6 + 0.15 * (rnd % 4))
         revoke_through_the_api(kind, kg, name, victim, owner)
         answered = time.monotonic()
         time.sleep(0.3)
@@ -372,4 +375,4 @@ def test_no_check_after_a_revocation_answers_accepts_the_token(keygate, kind):
     assert checks_after >= CHECK_ROUNDS * CHECKERS, checks_after
     # The race covered the work left for after the response, not just plain hits.
     log = kg.log()
-    assert ": last_used_at write claimed" in log and "cache hit" in log
+    assert ": last_used_at write claimed" in log and "cache hit" in log, log[-3000:]
