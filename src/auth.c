@@ -663,13 +663,8 @@ auth_api_token_create(const struct auth_session *s, const char *name, const char
 	}
 	out->user_id = u.id;
 	out->idle_timeout = nt.idle_s;
-	scope_set_from_text(u.scopes, &want);
-	{
-		struct scope_set own;
-
-		scope_set_from_text(scopes_lit, &own);
-		scope_effective(&own, &want, &out->scopes);
-	}
+	/* What it may do now: its own scopes within the grant, as every check computes. */
+	auth_effective(scopes_lit, u.scopes, &out->scopes, &want);
 out:
 	crypto_wipe(&u, sizeof(u));
 	if (err != KG_OK)

@@ -68,6 +68,16 @@ static const struct db_stmt st_login_finish = { "login_finish", LF__MAX,
 
 _Static_assert(LF__MAX == 16, "keygate_login_finish takes 16 parameters");
 
+/* A secret's digest as the hex text the token statements decode ($n::text -> bytea). */
+static void
+db_digest_hex(const unsigned char digest[CRYPTO_SHA256_LEN], char hex[CRYPTO_SHA256_LEN * 2 + 1])
+{
+	size_t i;
+
+	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
+		(void)snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
 enum kg_err
 db_login_finish(const struct db_login_finish *l, enum db_login_outcome *outcome,
     char expires_at[DB_TS_LEN], long *trimmed)
@@ -79,13 +89,11 @@ db_login_finish(const struct db_login_finish *l, enum db_login_outcome *outcome,
 	PGresult *res = NULL;
 	const char *what;
 	enum kg_err err;
-	size_t i;
 
 	*outcome = DB_LOGIN_STALE;
 	*trimmed = 0;
 	db_fmt_ll(id, sizeof(id), t->user_id);
-	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
-		(void)snprintf(hex + 2 * i, 3, "%02x", t->digest[i]);
+	db_digest_hex(t->digest, hex);
 	db_fmt_ll(life, sizeof(life), t->lifetime_s);
 	db_fmt_ll(idle, sizeof(idle), t->idle_s);
 	db_fmt_ll(addr_max, sizeof(addr_max), l->addr_max);
@@ -400,8 +408,7 @@ db_api_token_create(const struct db_api_token_new *t, enum db_api_token_outcome 
 	*outcome = DB_API_TOKEN_STALE;
 	expires_at[0] = '\0';
 	db_fmt_ll(id, sizeof(id), t->user_id);
-	for (i = 0; i < CRYPTO_SHA256_LEN; i++)
-		(void)snprintf(hex + 2 * i, 3, "%02x", t->digest[i]);
+	db_digest_hex(t->digest, hex);
 	db_fmt_ll(life, sizeof(life), t->lifetime_s);
 	db_fmt_ll(idle, sizeof(idle), t->idle_s);
 	db_fmt_ll(max, sizeof(max), t->max);
